@@ -1,0 +1,219 @@
+"""Mest's own request and response: the only objects predictors and web-framework adapters exchange.
+
+They carry no I/O and know nothing of any web framework, so the same predictor runs unchanged behind falcon,
+plain WSGI or any adapter a user writes. This module imports nothing of mest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl
+
+__all__ = ["BodyTooLarge", "Headers", "Request", "Response"]
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the limit the reader was given."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only view of HTTP headers.
+
+    Keys are stored lower-cased once at construction, so each look-up is one dict access.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.lower()
+            # Repeated headers are joined as RFC 9110 allows for list-valued fields.
+            self._items[key] = f"{self._items[key]}, {value}" if key in self._items else value
+
+    @classmethod
+    def _from_lowercase(cls, items: dict[str, str]) -> Headers:
+        """Wrap a dict whose keys are already lower-case (adapters building from WSGI environ)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Request:
+    """An HTTP request as Mest sees it, handed to ``pre_process`` and ``post_process`` as ``req``.
+
+    The body is read lazily and at most once: endpoints that never look at it (health, metrics) never pay
+    for it, and an oversized body is refused after reading no more than the limit.
+
+    Attributes:
+        method: Upper-case HTTP method.
+        path: URL path, percent-decoded, without the query string.
+        headers: Case-insensitive request headers.
+        query_string: The raw query string (without ``?``).
+        client_addr: The peer's address as the server reports it, or ``None``.
+        max_body_size: Largest body, in bytes, that reading :attr:`body` accepts (set by Mest from its
+            settings before any handler runs); ``None`` for no limit.
+        request_id: Set by Mest before any handler runs; echoed as ``X-Request-ID``.
+        context: Free-form per-request storage shared by Mest's stages and user code (for example
+            ``req.context["parameters"]`` for Open Inference Protocol parameters).
+    """
+
+    __slots__ = (
+        "_body",
+        "_content_length",
+        "_query",
+        "_stream",
+        "client_addr",
+        "context",
+        "headers",
+        "max_body_size",
+        "method",
+        "path",
+        "query_string",
+        "request_id",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Headers | Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        query_string: str = "",
+        body: bytes | None = None,
+        stream: BinaryIO | None = None,
+        content_length: int | None = None,
+        max_body_size: int | None = None,
+        client_addr: str | None = None,
+    ) -> None:
+        self.method = method.upper()
+        self.path = path
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.query_string = query_string
+        self.client_addr = client_addr
+        self.request_id = ""
+        self.context: dict[str, Any] = {}
+        self._body = body
+        self._stream = stream
+        self._content_length = content_length
+        self.max_body_size = max_body_size
+        self._query: dict[str, str] | None = None
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type of the body, lower-cased and without parameters such as ``charset``."""
+        raw = self.headers.get("content-type")
+        if not raw:
+            return None
+        return raw.split(";", 1)[0].strip().lower() or None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters; for a repeated name the last value wins."""
+        if self._query is None:
+            self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._query
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared ``Content-Length``, or the body's length once it has been read."""
+        if self._body is not None:
+            return len(self._body)
+        return self._content_length
+
+    @property
+    def body(self) -> bytes:
+        """The raw request body.
+
+        Raises:
+            BodyTooLarge: The declared or actual body exceeds the configured limit. The check on the
+                declared length happens before a single byte is read.
+        """
+        if self._body is None:
+            self._body = self._read_body()
+        return self._body
+
+    def _read_body(self) -> bytes:
+        limit = self.max_body_size
+        length = self._content_length
+        stream = self._stream
+        if stream is None:
+            return b""
+        if length is not None:
+            if limit is not None and length > limit:
+                raise BodyTooLarge(limit)
+            return stream.read(length) if length > 0 else b""
+        # No Content-Length (chunked): read one byte past the limit to know whether it was crossed.
+        if limit is None:
+            return stream.read()
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise BodyTooLarge(limit)
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path} id={self.request_id!r}>"
+
+
+class Response:
+    """What an endpoint answers; ``post_process`` may return one to choose the status and headers.
+
+    Args:
+        body: ``bytes`` are sent as they are (``application/octet-stream`` unless a ``Content-Type`` header
+            says otherwise); ``str`` is sent UTF-8 encoded (``text/plain`` by default); anything else is
+            serialized as JSON, numpy arrays and scalars included.
+        status: The HTTP status code.
+        headers: Extra response headers.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        body: Any = None,
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        self.body = body
+        self.status = int(status)
+        if headers is None:
+            self.headers: list[tuple[str, str]] = []
+        elif isinstance(headers, Mapping):
+            self.headers = list(headers.items())
+        else:
+            self.headers = list(headers)
+
+    def get_header(self, name: str) -> str | None:
+        """The first value of a header, compared case-insensitively."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"

@@ -1,0 +1,319 @@
+"""``Mest``: the registry of predictors, the settings, and the WSGI callable that serves them."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .api import Request, Response
+from .codecs.body import render
+from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
+from .pipeline import HandlerConfig, Pipeline
+from .predictors import PredictorBase
+from .protocol import v2
+from .webframeworks.base import Handler, WebFramework, WSGIApplication
+
+__all__ = ["Mest", "Settings"]
+
+logger = logging.getLogger("mest")
+
+_ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+_CORRECT_USAGE = """
+Correct usage:
+
+    class MyPredictor(PredictorBase):
+        def pre_process(self, input_data, req): ...
+        def infer(self, processed_data): ...
+        def post_process(self, prediction, req): ...
+
+    app.add_inference_handler(MyPredictor(), "/api/v1/predict")"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a Mest app, passed down as one object.
+
+    Attributes:
+        max_body_size: Largest accepted request body in bytes (413 beyond it, refused before it is read).
+        health_live_path: Liveness endpoint; ``None`` switches it off.
+        health_ready_path: Readiness endpoint; ``None`` switches it off.
+    """
+
+    max_body_size: int = 10 * 1024 * 1024
+    health_live_path: str | None = "/health/live"
+    health_ready_path: str | None = "/health/ready"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_body_size, int) or self.max_body_size < 0:
+            raise ValueError(f"max_body_size must be a non-negative integer, got {self.max_body_size!r}")
+        for field in ("health_live_path", "health_ready_path"):
+            path = getattr(self, field)
+            if path is not None and not _ROUTE_RE.match(path):
+                raise ValueError(f"{field} must be a path like '/health/live', got {path!r}")
+
+
+def _default_framework() -> WebFramework:
+    from .webframeworks.falcon import FalconFramework
+
+    return FalconFramework()
+
+
+def _derive_name(route: str) -> str:
+    """The model name for a route registered without one: its path segments joined by ``-``."""
+    name = "-".join(segment for segment in route.strip("/").split("/") if segment)
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name) or "root"
+
+
+def _check_predictor(predictor: Any) -> None:
+    if isinstance(predictor, type):
+        raise TypeError(
+            f"add_inference_handler() got the class {predictor.__name__}, not an instance: "
+            f"pass {predictor.__name__}() instead.{_CORRECT_USAGE}"
+        )
+    missing = [m for m in ("pre_process", "infer", "post_process") if not callable(getattr(predictor, m, None))]
+    if missing:
+        raise TypeError(
+            f"{type(predictor).__name__} is not a predictor: it has no {', '.join(missing)} method(s). "
+            f"Subclass mest.predictors.PredictorBase.{_CORRECT_USAGE}"
+        )
+    if type(predictor).infer is PredictorBase.infer:
+        raise TypeError(f"{type(predictor).__name__} must implement infer(self, processed_data).{_CORRECT_USAGE}")
+
+
+class Mest:
+    """A Mest application: register predictors, then serve it as a WSGI app or with :meth:`run`.
+
+    Args:
+        web_framework: The adapter that serves the routes; falcon by default.
+        max_body_size: See :class:`Settings`.
+        health_live_path: See :class:`Settings`.
+        health_ready_path: See :class:`Settings`.
+
+    Example:
+        >>> app = Mest()
+        >>> app.add_inference_handler(MyPredictor(), "/api/v1/predict")   # doctest: +SKIP
+        >>> app.run()                                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        web_framework: WebFramework | None = None,
+        *,
+        max_body_size: int = Settings.max_body_size,
+        health_live_path: str | None = Settings.health_live_path,
+        health_ready_path: str | None = Settings.health_ready_path,
+    ) -> None:
+        self.settings = Settings(
+            max_body_size=max_body_size,
+            health_live_path=health_live_path,
+            health_ready_path=health_ready_path,
+        )
+        self._framework = web_framework if web_framework is not None else _default_framework()
+        if not isinstance(self._framework, WebFramework):
+            raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
+        self._routes: dict[str, dict[str, Handler]] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+        self._wsgi: WSGIApplication | None = None
+        self._framework.set_fallback(self._wrap(self._fallback))
+        if self.settings.health_live_path:
+            self._add_endpoint("GET", self.settings.health_live_path, self._live)
+        if self.settings.health_ready_path:
+            self._add_endpoint("GET", self.settings.health_ready_path, self._ready)
+        for method, path, handler in v2.server_endpoints(self):
+            self._add_endpoint(method, path, handler)
+
+    # -- registration ---------------------------------------------------------------------------------
+
+    def add_inference_handler(
+        self,
+        predictor: PredictorBase,
+        route: str,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        max_batch_size: int = 1,
+        max_batch_delay_ms: float = 5.0,
+        max_queue: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Serve ``predictor`` with ``POST route``.
+
+        Args:
+            predictor: An instance of a :class:`~mest.predictors.PredictorBase` subclass.
+            route: The URL path, e.g. ``"/api/v1/predict"``.
+            name: The model's name (metrics, logs, Open Inference Protocol). Default: the route's segments
+                joined by ``-`` (``/api/v1/predict`` → ``api-v1-predict``).
+            version: Optional model version; several versions of one name may be registered.
+            max_batch_size: Above 1, ``infer`` receives a list of up to this many processed inputs and
+                must return a list of the same length (see docs/batching.md).
+            max_batch_delay_ms: Longest time a request waits for its batch to fill.
+            max_queue: Requests allowed to wait for the model; further ones get 503 with ``Retry-After``.
+            timeout_s: Requests not answered in time get 504; those still queued never reach the model.
+
+        Raises:
+            TypeError: ``predictor`` is not a usable predictor (the message shows the correct usage).
+            ValueError: Invalid or already-registered route, name, or settings.
+        """
+        _check_predictor(predictor)
+        if not isinstance(route, str) or not _ROUTE_RE.match(route):
+            raise ValueError(
+                f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
+            )
+        if route in self._routes:
+            raise ValueError(f"Route {route!r} is already registered; each route serves one handler.")
+        name = _derive_name(route) if name is None else name
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
+        if version is not None and (not isinstance(version, str) or not _NAME_RE.match(version)):
+            raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
+        for other in self._pipelines.values():
+            if (other.config.name, other.config.version) == (name, version):
+                label = name if version is None else f"{name} version {version}"
+                raise ValueError(f"A model named {label!r} is already registered at {other.config.route!r}.")
+        if not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+        if max_batch_delay_ms < 0:
+            raise ValueError(f"max_batch_delay_ms must be >= 0, got {max_batch_delay_ms!r}")
+        if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 1):
+            raise ValueError(f"max_queue must be an integer >= 1 or None, got {max_queue!r}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
+        config = HandlerConfig(
+            route=route,
+            name=name,
+            version=version,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=float(max_batch_delay_ms),
+            max_queue=max_queue,
+            timeout_s=timeout_s,
+        )
+        pipeline = Pipeline(predictor, config)
+        self._pipelines[route] = pipeline
+        self._add_endpoint("POST", route, pipeline)
+        for method, path, handler in v2.model_endpoints(self, pipeline):
+            self._add_endpoint(method, path, handler)
+
+    def _add_endpoint(self, method: str, path: str, handler: Handler) -> None:
+        methods = self._routes.setdefault(path, {})
+        if method in methods:
+            raise ValueError(f"{method} {path} is already registered.")
+        wrapped = self._wrap(handler)
+        methods[method] = wrapped
+        self._framework.add_route(method, path, wrapped)
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        """The registered predictors' pipelines, in registration order."""
+        return list(self._pipelines.values())
+
+    def routes(self) -> list[tuple[str, str]]:
+        """Every ``(method, path)`` the app serves, in registration order."""
+        return [(method, path) for path, methods in self._routes.items() for method in methods]
+
+    # -- request handling -----------------------------------------------------------------------------
+
+    def _wrap(self, handler: Handler) -> Handler:
+        """Give ``handler`` a request id, the body limit, error translation and a rendered body."""
+        max_body_size = self.settings.max_body_size
+
+        def endpoint(req: Request) -> Response:
+            client_id = req.headers.get("x-request-id")
+            req.request_id = (
+                client_id if client_id and _REQUEST_ID_RE.match(client_id) else uuid.uuid4().hex
+            )
+            req.max_body_size = max_body_size
+            try:
+                response = render(handler(req))
+            except MestError as error:
+                response = self._error_response(error, req)
+            except Exception as exc:
+                logger.error(
+                    "unhandled error in %s %s [request_id=%s]", req.method, req.path, req.request_id,
+                    exc_info=exc,
+                )
+                response = self._error_response(MestError("Internal server error."), req, logged=True)
+            response.headers.append(("X-Request-ID", req.request_id))
+            return response
+
+        return endpoint
+
+    @staticmethod
+    def _error_response(error: MestError, req: Request, *, logged: bool = False) -> Response:
+        status = int(error.status)
+        if status >= 500 and not logged:
+            cause = error.__cause__
+            if cause is not None or status == 500:
+                logger.error(
+                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
+                    req.request_id, exc_info=cause or error,
+                )
+            else:
+                logger.warning(
+                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
+                    req.request_id,
+                )
+        return render(Response(error_body(error, req.request_id), status, error.headers))
+
+    def _fallback(self, req: Request) -> Response:
+        methods = self._routes.get(req.path)
+        if methods:
+            allowed = ", ".join(sorted(methods))
+            raise MethodNotAllowed(
+                f"Method {req.method} is not allowed on this route; allowed: {allowed}.",
+                headers={"Allow": allowed},
+            )
+        raise NotFound(f"No route matches {req.path[:200]!r}.")
+
+    def _live(self, req: Request) -> Response:
+        return Response({"status": "alive"})
+
+    def _ready(self, req: Request) -> Response:
+        models = {}
+        for pipeline in self._pipelines.values():
+            ok = pipeline.ensure_setup()
+            key = pipeline.config.name if pipeline.config.version is None else (
+                f"{pipeline.config.name}:{pipeline.config.version}"
+            )
+            models[key] = "ready" if ok else "setup failed (see the server log)"
+        if all(state == "ready" for state in models.values()):
+            return Response({"status": "ready", "models": models})
+        raise ServiceUnavailable("Not ready: a model's setup failed.", detail={"models": models})
+
+    def setup(self) -> bool:
+        """Run every predictor's ``setup`` in this process now (otherwise done before the first request).
+
+        Returns:
+            Whether every predictor is ready.
+        """
+        return all([pipeline.ensure_setup() for pipeline in self._pipelines.values()])
+
+    # -- serving --------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The WSGI entry point (``gunicorn app:app``)."""
+        wsgi = self._wsgi
+        if wsgi is None:
+            wsgi = self._wsgi = self._framework.wsgi_app()
+        return wsgi(environ, start_response)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000) -> None:
+        """Start the development server (threaded) and block until Ctrl-C.
+
+        Not for production: use gunicorn (``gunicorn -k gevent -w 4 app:app``). When the module calling
+        ``run()`` is being imported by gunicorn, ``run()`` returns at once so the seed's ``app.py`` works
+        unchanged under both.
+        """
+        if "gunicorn.arbiter" in sys.modules:
+            logger.warning("app.run() ignored: this app is being served by gunicorn")
+            return
+        from .server.dev import serve
+
+        serve(self, host=host, port=port)

@@ -1,0 +1,5 @@
+"""Queueing, deadlines and adaptive batching in front of a predictor's ``infer``."""
+
+from ._batcher import Batcher, BatchObserver, BatchSizeMismatch
+
+__all__ = ["BatchObserver", "BatchSizeMismatch", "Batcher"]

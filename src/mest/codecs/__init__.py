@@ -1,0 +1,1 @@
+"""Bytes ⇄ Python: JSON (numpy-aware, via orjson) and rendering of response bodies."""

@@ -1,0 +1,37 @@
+"""Rendering a :class:`mest.api.Response` body into bytes with the right ``Content-Type``.
+
+Done once, by the app, before a response reaches a web-framework adapter: adapters only ever copy bytes and
+headers, so a new adapter cannot get serialization wrong.
+"""
+
+from __future__ import annotations
+
+from ..api import Response
+from . import json
+
+__all__ = ["render"]
+
+
+def render(response: Response) -> Response:
+    """Return ``response`` with ``body`` as bytes and a ``Content-Type`` header set.
+
+    Raises:
+        TypeError: The body has no JSON form.
+    """
+    body = response.body
+    content_type = response.get_header("content-type")
+    if isinstance(body, bytes):
+        default_type = "application/octet-stream"
+    elif isinstance(body, str):
+        body = body.encode("utf-8")
+        default_type = "text/plain; charset=utf-8"
+    elif body is None and response.status in (204, 304):
+        body = b""
+        default_type = None
+    else:
+        body = json.dumps(body)
+        default_type = json.JSON_CONTENT_TYPE
+    response.body = body
+    if content_type is None and default_type is not None:
+        response.headers.append(("Content-Type", default_type))
+    return response

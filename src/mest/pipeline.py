@@ -1,0 +1,202 @@
+"""One request through a predictor: decode → ``pre_process`` → queue/batch → ``infer`` → ``post_process``.
+
+This is where exceptions from user code are translated into Mest errors (the "translate at the boundary"
+rule): a failing ``pre_process`` means the input was unusable (4xx), a failing ``infer`` or ``post_process``
+is a server fault (500). The pipeline knows nothing of the web framework that runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .api import BodyTooLarge, Request, Response
+from .batching import Batcher, BatchObserver
+from .codecs import json
+from .errors import (
+    BadRequest,
+    GatewayTimeout,
+    InferenceError,
+    MestError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from .predictors import PredictorBase
+
+__all__ = ["HandlerConfig", "Pipeline", "read_body"]
+
+logger = logging.getLogger("mest.pipeline")
+
+# Exceptions that, raised by pre_process, mean "this input is not what the predictor can process".
+_INPUT_ERRORS = (KeyError, IndexError, TypeError, ValueError)
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """How one predictor is served; filled from ``add_inference_handler``'s arguments."""
+
+    route: str
+    name: str
+    version: str | None = None
+    max_batch_size: int = 1
+    max_batch_delay_ms: float = 5.0
+    max_queue: int | None = None
+    timeout_s: float | None = None
+
+
+def read_body(req: Request) -> bytes:
+    """The request body, with an oversized one reported as 413."""
+    try:
+        return req.body
+    except BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc).capitalize() + ".") from exc
+
+
+def _describe_input_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"Invalid input: missing key {exc.args[0]!r}." if exc.args else "Invalid input: missing key."
+    text = str(exc) or type(exc).__name__
+    return f"Invalid input: {text}"
+
+
+class Pipeline:
+    """Serves one registered predictor.
+
+    Calling the pipeline with a :class:`~mest.api.Request` is the endpoint of the predictor's own route; the
+    Open Inference Protocol endpoints reuse :meth:`predict` with their own decoding and encoding.
+    """
+
+    def __init__(
+        self,
+        predictor: PredictorBase,
+        config: HandlerConfig,
+        *,
+        batch_observer: BatchObserver | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.config = config
+        accepted = tuple(t.lower() for t in getattr(predictor, "content_types", ("application/json",)))
+        self._accepts_json = any(json.is_json(t) for t in accepted)
+        self._other_types = tuple(t for t in accepted if not json.is_json(t))
+        self._setup_lock = threading.Lock()
+        self._setup_pid: int | None = None
+        self._setup_error: str | None = None
+        self.batcher = Batcher(
+            predictor.infer,
+            max_batch_size=config.max_batch_size,
+            max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
+            max_queue=config.max_queue,
+            observer=batch_observer,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether ``setup`` finished successfully in this process."""
+        return self._setup_pid == os.getpid() and self._setup_error is None
+
+    @property
+    def setup_error(self) -> str | None:
+        """Why ``setup`` failed in this process, if it did."""
+        return self._setup_error if self._setup_pid == os.getpid() else None
+
+    def ensure_setup(self) -> bool:
+        """Run the predictor's ``setup`` once in this process (again after a fork); return readiness."""
+        pid = os.getpid()
+        if self._setup_pid == pid:
+            return self._setup_error is None
+        with self._setup_lock:
+            if self._setup_pid != pid:
+                self._setup_error = self._run_setup()
+                self._setup_pid = pid
+        return self._setup_error is None
+
+    def _run_setup(self) -> str | None:
+        setup: Callable[[], Any] | None = getattr(self.predictor, "setup", None)
+        if setup is None:
+            return None
+        started = time.perf_counter()
+        try:
+            setup()
+        except Exception as exc:
+            logger.exception("setup of model %r failed; its route will answer 503", self.config.name)
+            return f"{type(exc).__name__}: {exc}"
+        logger.info(
+            "model %r ready in %.1f ms (pid %d)",
+            self.config.name,
+            (time.perf_counter() - started) * 1000,
+            os.getpid(),
+        )
+        return None
+
+    # -- serving -------------------------------------------------------------------------------------
+
+    def __call__(self, req: Request) -> Response:
+        """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out."""
+        self._require_ready()
+        result = self.predict(self.decode(req), req)
+        return result if isinstance(result, Response) else Response(result)
+
+    def _require_ready(self) -> None:
+        if not self.ensure_setup():
+            raise ServiceUnavailable(f"Model {self.config.name!r} is not ready: its setup failed.")
+
+    def decode(self, req: Request) -> Any:
+        """The body as ``pre_process`` receives it: parsed JSON, or raw bytes for a declared non-JSON type."""
+        media_type = req.content_type
+        if self._accepts_json and (media_type is None or json.is_json(media_type)):
+            body = read_body(req)
+            if not body:
+                raise BadRequest("The request body is empty; send a JSON document.")
+            return json.loads(body)
+        if media_type is not None and any(self._type_matches(media_type, t) for t in self._other_types):
+            return read_body(req)
+        if media_type is None and not self._accepts_json:
+            return read_body(req)
+        accepted = ", ".join(("application/json",) * self._accepts_json + self._other_types)
+        raise UnsupportedMediaType(
+            f"Unsupported content type {media_type!r}; this endpoint accepts: {accepted}."
+        )
+
+    @staticmethod
+    def _type_matches(media_type: str, pattern: str) -> bool:
+        if pattern.endswith("/*"):
+            return media_type.startswith(pattern[:-1])
+        return media_type == pattern or pattern == "*/*"
+
+    def predict(self, input_data: Any, req: Request) -> Any:
+        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
+        self._require_ready()
+        timeout = self.config.timeout_s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        predictor = self.predictor
+        batcher = self.batcher
+        batcher.announce()
+        try:
+            processed = predictor.pre_process(input_data, req)
+        except MestError:
+            batcher.withdraw()
+            raise
+        except _INPUT_ERRORS as exc:
+            batcher.withdraw()
+            raise BadRequest(_describe_input_error(exc)) from exc
+        except BaseException:
+            batcher.withdraw()
+            raise
+        if deadline is not None and time.monotonic() >= deadline:
+            batcher.withdraw()
+            raise GatewayTimeout("The request was not answered within its time limit.")
+        prediction = batcher.submit(processed, deadline, announced=True)
+        try:
+            return predictor.post_process(prediction, req)
+        except MestError:
+            raise
+        except Exception as exc:
+            raise InferenceError("post_process failed.") from exc

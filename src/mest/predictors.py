@@ -1,0 +1,69 @@
+"""The user's contract: a predictor turns one request into one response in three steps.
+
+``pre_process(input_data, req)`` → ``infer(processed_data)`` → ``post_process(prediction, req)``. Mest owns
+everything around those three calls (decoding, batching, errors, metrics), so predictor code stays business
+logic only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .api import Request
+from .models import BaseModel
+
+__all__ = ["BasePredictor", "PredictorBase"]
+
+
+class PredictorBase:
+    """Base class of every predictor.
+
+    Subclasses override ``infer`` and usually ``pre_process`` and ``post_process``. Overriding ``__init__``
+    without calling ``super().__init__()`` is fine (the seed README's example does it).
+
+    Args:
+        model: Optional artifacts. When given, the default :meth:`setup` loads them once per worker process
+            and stores the loaded object as ``self.model``.
+
+    Attributes:
+        content_types: Request media types this predictor accepts. JSON types are decoded into Python
+            objects; any other listed type (for example ``"image/png"`` or ``"text/plain"``) is handed to
+            ``pre_process`` as raw ``bytes``.
+    """
+
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def __init__(self, model: BaseModel | None = None) -> None:
+        self.artifacts = model
+        self.model: Any = None
+
+    def setup(self) -> None:
+        """Prepare for serving; runs once per worker process before that worker's first request.
+
+        Why here and not in ``__init__``: under gunicorn the app is imported before workers fork, and heavy
+        models (GPU contexts, thread pools) must be created in the process that uses them. The default loads
+        the artifacts given to the constructor, if any. A raised exception leaves the model not ready: its
+        route answers 503 and ``/health/ready`` reports why, while the process stays up.
+        """
+        artifacts = getattr(self, "artifacts", None)
+        if artifacts is not None and getattr(self, "model", None) is None:
+            self.model = artifacts.load()
+
+    def pre_process(self, input_data: Any, req: Request) -> Any:
+        """Turn the decoded request body into what ``infer`` takes. Default: pass it through.
+
+        Raising ``KeyError``, ``IndexError``, ``TypeError`` or ``ValueError`` here answers 400 (the input is not
+        what the predictor can process); raise a :mod:`mest.errors` exception to choose another status.
+        """
+        return input_data
+
+    def infer(self, processed_data: Any) -> Any:
+        """Run the model. With batching on, receives a list and must return a list of the same length."""
+        raise NotImplementedError(f"{type(self).__name__}.infer")
+
+    def post_process(self, prediction: Any, req: Request) -> Any:
+        """Turn the prediction into the response: a :class:`mest.api.Response`, or anything JSON-serializable."""
+        return prediction
+
+
+BasePredictor = PredictorBase

@@ -1,0 +1,1 @@
+"""Wire protocols other than a predictor's own route: the Open Inference Protocol (V2)."""

@@ -1,0 +1,1 @@
+"""Servers that run a Mest app: the development server (and, later, the production one behind ``mest serve``)."""

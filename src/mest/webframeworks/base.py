@@ -1,0 +1,49 @@
+"""The seam between Mest and a web framework.
+
+An adapter does exactly two things: put Mest's endpoints on its router, and translate its native request and
+response to and from :mod:`mest.api`. Handlers it receives already turn every error into a JSON response
+with a request id, render the body to bytes and set ``Content-Type``, so an adapter never serializes,
+never catches, and can be written in an afternoon. Why this shape: framework objects never leak into
+predictors, the pipeline or the tests, and swapping falcon for anything else changes one file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..api import Request, Response
+
+__all__ = ["Handler", "WSGIApplication", "WebFramework"]
+
+#: An endpoint: takes Mest's request, returns Mest's response whose ``body`` is already ``bytes``.
+Handler = Callable[[Request], Response]
+#: PEP 3333 application.
+WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class WebFramework(ABC):
+    """Base class of web-framework adapters; pass one as ``Mest(web_framework=...)``.
+
+    Mest calls :meth:`add_route` once per (method, path) and :meth:`set_fallback` once, then serves
+    through :meth:`wsgi_app`. Paths are exact (no templates): Mest expands everything it serves into concrete
+    paths, so a dictionary is a sufficient router. Build each :class:`~mest.api.Request` with the body left
+    unread (pass ``stream`` and ``content_length``) so Mest can refuse an oversized body before reading it;
+    :func:`mest.webframeworks.wsgi.request_from_environ` does that for any WSGI environ.
+    """
+
+    @abstractmethod
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """Serve ``handler`` for requests with this method and exact path."""
+        raise NotImplementedError("WebFramework.add_route")
+
+    @abstractmethod
+    def set_fallback(self, handler: Handler) -> None:
+        """Serve ``handler`` for every request no route matches (it answers 404 or 405 itself)."""
+        raise NotImplementedError("WebFramework.set_fallback")
+
+    @abstractmethod
+    def wsgi_app(self) -> WSGIApplication:
+        """The WSGI application that serves the routes; Mest's own ``__call__`` delegates to it."""
+        raise NotImplementedError("WebFramework.wsgi_app")

@@ -1,0 +1,114 @@
+"""A dependency-free adapter on plain WSGI, and the environ ⇄ :mod:`mest.api` translation it is made of.
+
+It proves the :class:`~mest.webframeworks.WebFramework` seam (the same behavioural tests run against it and
+falcon) and is the shortest example of an adapter to copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..api import Headers, Request, Response
+from .base import Handler, WebFramework, WSGIApplication
+
+__all__ = ["PlainWSGI", "request_from_environ", "start_wsgi_response"]
+
+_REASONS: dict[int, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _REASONS.get(status)
+    if line is None:
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        line = _REASONS[status] = f"{status} {phrase}"
+    return line
+
+
+def headers_from_environ(environ: dict[str, Any]) -> Headers:
+    """The request headers of a WSGI environ (``HTTP_*`` keys, plus ``CONTENT_TYPE``/``CONTENT_LENGTH``)."""
+    items: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            items[key[5:].replace("_", "-").lower()] = value
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        items["content-type"] = content_type
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        items["content-length"] = content_length
+    return Headers._from_lowercase(items)
+
+
+def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Request:
+    """Build Mest's request from a WSGI environ, leaving the body unread.
+
+    Args:
+        environ: The PEP 3333 environ.
+        path: The decoded path if the framework already computed it; else ``PATH_INFO`` is used.
+    """
+    raw_length = environ.get("CONTENT_LENGTH")
+    try:
+        content_length = int(raw_length) if raw_length else None
+    except ValueError:
+        content_length = None
+    if content_length is not None and content_length < 0:
+        content_length = None
+    if path is None:
+        # PEP 3333 hands PATH_INFO over as latin-1 decoded bytes; undo that to get UTF-8 paths right.
+        raw = environ.get("PATH_INFO", "") or "/"
+        try:
+            path = raw.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            path = raw
+    return Request(
+        environ.get("REQUEST_METHOD", "GET"),
+        path,
+        headers=headers_from_environ(environ),
+        query_string=environ.get("QUERY_STRING", ""),
+        stream=environ.get("wsgi.input"),
+        content_length=content_length,
+        client_addr=environ.get("REMOTE_ADDR"),
+    )
+
+
+def start_wsgi_response(response: Response, start_response: Callable[..., Any]) -> list[bytes]:
+    """Send a rendered Mest response through WSGI's ``start_response``; return the body iterable."""
+    body = response.body
+    assert isinstance(body, bytes), "handlers given to adapters return rendered (bytes) bodies"
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(body))))
+    start_response(_status_line(response.status), headers)
+    return [body]
+
+
+class PlainWSGI(WebFramework):
+    """Routes by exact (method, path) with a dictionary; no third-party code at all."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], Handler] = {}
+        self._fallback: Handler | None = None
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        self._routes[(method.upper(), path)] = handler
+
+    def set_fallback(self, handler: Handler) -> None:
+        self._fallback = handler
+
+    def wsgi_app(self) -> WSGIApplication:
+        routes = self._routes
+        fallback = self._fallback
+        if fallback is None:
+            raise RuntimeError("PlainWSGI.wsgi_app() called before set_fallback()")
+
+        def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            request = request_from_environ(environ)
+            handler = routes.get((request.method, request.path), fallback)
+            return start_wsgi_response(handler(request), start_response)
+
+        return application
