@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import uuid
@@ -304,8 +305,13 @@ class Mest:
             wsgi = self._wsgi = self._framework.wsgi_app()
         return wsgi(environ, start_response)
 
-    def run(self, host: str = "127.0.0.1", port: int = 5000) -> None:
+    def run(self, host: str | None = None, port: int | None = None) -> None:
         """Start the development server (threaded) and block until Ctrl-C.
+
+        Args:
+            host: Interface to bind; default ``MEST_HOST`` from the environment, else ``127.0.0.1``.
+            port: Port to bind; default ``MEST_PORT`` from the environment, else ``5000`` (``0`` picks a free
+                one; the URL printed says which).
 
         Not for production: use gunicorn (``gunicorn -k gevent -w 4 app:app``). When the module calling
         ``run()`` is being imported by gunicorn, ``run()`` returns at once so the seed's ``app.py`` works
@@ -316,4 +322,12 @@ class Mest:
             return
         from .server.dev import serve
 
+        if host is None:
+            host = os.environ.get("MEST_HOST", "127.0.0.1")
+        if port is None:
+            raw_port = os.environ.get("MEST_PORT", "5000")
+            try:
+                port = int(raw_port)
+            except ValueError:
+                raise ValueError(f"MEST_PORT must be a port number, got {raw_port!r}") from None
         serve(self, host=host, port=port)
