@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class Mest:
         self._routes: dict[str, dict[str, Handler]] = {}
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
-        self._framework.set_fallback(self._wrap(self._fallback))
+        self._build_lock = threading.Lock()
         if self.settings.health_live_path:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
@@ -208,7 +209,8 @@ class Mest:
             raise ValueError(f"{method} {path} is already registered.")
         wrapped = self._wrap(handler)
         methods[method] = wrapped
-        self._framework.add_route(method, path, wrapped)
+        if self._wsgi is not None:  # already serving: the adapter learns new routes at once
+            self._framework.add_route(method, path, wrapped)
 
     @property
     def pipelines(self) -> list[Pipeline]:
@@ -300,10 +302,20 @@ class Mest:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI entry point (``gunicorn app:app``)."""
-        wsgi = self._wsgi
-        if wsgi is None:
-            wsgi = self._wsgi = self._framework.wsgi_app()
+        wsgi = self._wsgi or self._build_wsgi()
         return wsgi(environ, start_response)
+
+    def _build_wsgi(self) -> WSGIApplication:
+        """Hand every route to the adapter, once, on the first request (so adapters see the final table)."""
+        with self._build_lock:
+            if self._wsgi is None:
+                framework = self._framework
+                for path, methods in self._routes.items():
+                    for method, handler in methods.items():
+                        framework.add_route(method, path, handler)
+                framework.set_fallback(self._wrap(self._fallback))
+                self._wsgi = framework.wsgi_app()
+            return self._wsgi
 
     def run(self, host: str | None = None, port: int | None = None) -> None:
         """Start the development server (threaded) and block until Ctrl-C.

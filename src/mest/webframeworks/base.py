@@ -9,7 +9,6 @@ predictors, the pipeline or the tests, and swapping falcon for anything else cha
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,27 +22,26 @@ Handler = Callable[[Request], Response]
 WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class WebFramework(ABC):
+class WebFramework:
     """Base class of web-framework adapters; pass one as ``Mest(web_framework=...)``.
 
-    Mest calls :meth:`add_route` once per (method, path) and :meth:`set_fallback` once, then serves
-    through :meth:`wsgi_app`. Paths are exact (no templates): Mest expands everything it serves into concrete
+    On the app's first request Mest calls :meth:`add_route` once per (method, path) and
+    :meth:`set_fallback` once, then serves through :meth:`wsgi_app` (routes registered later are added as they
+    come). An adapter that leaves a method unimplemented can still be constructed and passed to ``Mest``;
+    serving with it raises ``NotImplementedError`` naming the method. Paths are exact (no templates): Mest expands everything it serves into concrete
     paths, so a dictionary is a sufficient router. Build each :class:`~mest.api.Request` with the body left
     unread (pass ``stream`` and ``content_length``) so Mest can refuse an oversized body before reading it;
     :func:`mest.webframeworks.wsgi.request_from_environ` does that for any WSGI environ.
     """
 
-    @abstractmethod
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve ``handler`` for requests with this method and exact path."""
-        raise NotImplementedError("WebFramework.add_route")
+        raise NotImplementedError(f"{type(self).__name__}.add_route is not implemented")
 
-    @abstractmethod
     def set_fallback(self, handler: Handler) -> None:
         """Serve ``handler`` for every request no route matches (it answers 404 or 405 itself)."""
-        raise NotImplementedError("WebFramework.set_fallback")
+        raise NotImplementedError(f"{type(self).__name__}.set_fallback is not implemented")
 
-    @abstractmethod
     def wsgi_app(self) -> WSGIApplication:
         """The WSGI application that serves the routes; Mest's own ``__call__`` delegates to it."""
-        raise NotImplementedError("WebFramework.wsgi_app")
+        raise NotImplementedError(f"{type(self).__name__}.wsgi_app is not implemented")

@@ -48,7 +48,7 @@ class FalconFramework(WebFramework):
             a new one by default.
     """
 
-    def __init__(self, app: falcon.App | None = None) -> None:
+    def __init__(self, app: falcon.App[Any, Any] | None = None) -> None:
         self.app = app if app is not None else falcon.App(media_type=falcon.MEDIA_JSON)
         self.app.req_options.strip_url_path_trailing_slash = False
         self._resources: dict[str, _Resource] = {}
@@ -79,4 +79,4 @@ class FalconFramework(WebFramework):
         self.app.add_error_handler(falcon.HTTPError, on_falcon_error)
 
     def wsgi_app(self) -> WSGIApplication:
-        return self.app  # type: ignore[return-value]
+        return self.app
