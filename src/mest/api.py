@@ -37,13 +37,6 @@ class Headers(Mapping[str, str]):
             # Repeated headers are joined as RFC 9110 allows for list-valued fields.
             self._items[key] = f"{self._items[key]}, {value}" if key in self._items else value
 
-    @classmethod
-    def _from_lowercase(cls, items: dict[str, str]) -> Headers:
-        """Wrap a dict whose keys are already lower-case (adapters building from WSGI environ)."""
-        headers = cls.__new__(cls)
-        headers._items = items
-        return headers
-
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()]
 

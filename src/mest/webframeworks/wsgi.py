@@ -6,13 +6,13 @@ falcon) and is the shortest example of an adapter to copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..api import Headers, Request, Response
 from .base import Handler, WebFramework, WSGIApplication
 
-__all__ = ["PlainWSGI", "request_from_environ", "start_wsgi_response"]
+__all__ = ["EnvironHeaders", "PlainWSGI", "request_from_environ", "start_wsgi_response"]
 
 _REASONS: dict[int, str] = {}
 
@@ -30,19 +30,49 @@ def _status_line(status: int) -> str:
     return line
 
 
-def headers_from_environ(environ: dict[str, Any]) -> Headers:
-    """The request headers of a WSGI environ (``HTTP_*`` keys, plus ``CONTENT_TYPE``/``CONTENT_LENGTH``)."""
-    items: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            items[key[5:].replace("_", "-").lower()] = value
-    content_type = environ.get("CONTENT_TYPE")
-    if content_type:
-        items["content-type"] = content_type
-    content_length = environ.get("CONTENT_LENGTH")
-    if content_length:
-        items["content-length"] = content_length
-    return Headers._from_lowercase(items)
+class EnvironHeaders(Headers):
+    """Case-insensitive headers read straight from a WSGI environ, on demand.
+
+    Why not copy them into a dict: a request handler usually reads two or three headers, and walking the
+    whole environ on every request is the largest fixed cost of building a request.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        key = name.upper().replace("-", "_")
+        return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+    def __getitem__(self, name: str) -> str:
+        value = self._environ.get(self._key(name))
+        if value is None or value == "":
+            raise KeyError(name)
+        return str(value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self._environ.get(self._key(name))
+        return default if value is None or value == "" else value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def _names(self) -> list[str]:
+        names = [key[5:].replace("_", "-").lower() for key in self._environ if key.startswith("HTTP_")]
+        names += [key.replace("_", "-").lower() for key in ("CONTENT_TYPE", "CONTENT_LENGTH") if self._environ.get(key)]
+        return names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"EnvironHeaders({dict(self.items())!r})"
 
 
 def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Request:
@@ -69,7 +99,7 @@ def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Re
     return Request(
         environ.get("REQUEST_METHOD", "GET"),
         path,
-        headers=headers_from_environ(environ),
+        headers=EnvironHeaders(environ),
         query_string=environ.get("QUERY_STRING", ""),
         stream=environ.get("wsgi.input"),
         content_length=content_length,
