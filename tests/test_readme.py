@@ -76,5 +76,6 @@ def test_quickstart_commands_exist_and_are_executable() -> None:
     for command in re.findall(r"^(\./scripts/[\w-]+)$", README, flags=re.M):
         path = ROOT / command
         assert path.is_file() and path.stat().st_mode & 0o111, command
-    assert {"./scripts/serve-example", "./scripts/test"} <= set(re.findall(r"^(\./scripts/[\w-]+)$", README, flags=re.M))
+    commands = set(re.findall(r"^(\./scripts/[\w-]+)$", README, flags=re.M))
+    assert {"./scripts/serve-example", "./scripts/test"} <= commands
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()

@@ -10,14 +10,20 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from dataclasses import field as dataclass_field
+from time import perf_counter
+from typing import Any, Literal
 
+from . import openapi
 from .api import Request, Response
 from .codecs.body import render
+from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
+from .observability import Observability, configure_logging
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import v2
+from .security import AccessPolicy, check_api_keys, check_cors_origins, check_public_paths
 from .webframeworks.base import Handler, WebFramework, WSGIApplication
 
 __all__ = ["Mest", "Settings"]
@@ -47,19 +53,59 @@ class Settings:
         max_body_size: Largest accepted request body in bytes (413 beyond it, refused before it is read).
         health_live_path: Liveness endpoint; ``None`` switches it off.
         health_ready_path: Readiness endpoint; ``None`` switches it off.
+        api_keys: Keys accepted as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; empty (the
+            default) switches authentication off. Hidden from ``repr`` and logs (docs/security.md).
+        public_paths: Path patterns (``fnmatch``: ``*`` matches anything, ``/`` included) served without a
+            key when ``api_keys`` is set; ``None`` (the default): the health endpoints.
+        cors_origins: Browser origins allowed by CORS (``"*"`` for any); empty (the default) switches CORS off.
+        metrics_path: Prometheus metrics endpoint; ``None`` switches it and the collection of metrics off.
+        openapi_path: OpenAPI 3.1 document of every route; ``None`` switches it (and the docs page) off.
+        docs_path: Interactive API docs (Swagger UI, bundled); ``None`` switches it off.
+        title: The API's title in the OpenAPI document and on the docs page.
+        log_format: ``"text"`` (for people) or ``"json"`` (one JSON object per line) for the log handler
+            Mest installs when logging is not configured (docs/observability.md).
+        access_log: One ``mest.access`` log line per request.
+        log_bodies: Add the request body (truncated to 1 KiB) to access lines. Off by default: bodies may
+            carry personal data.
+
+    Each setting can also come from its ``MEST_<NAME>`` environment variable (docs/cli.md): an explicit
+    ``Mest(...)`` argument wins over the variable, which wins over the default.
     """
 
     max_body_size: int = 10 * 1024 * 1024
     health_live_path: str | None = "/health/live"
     health_ready_path: str | None = "/health/ready"
+    api_keys: tuple[str, ...] = dataclass_field(default=(), repr=False)
+    public_paths: tuple[str, ...] | None = None
+    cors_origins: tuple[str, ...] = ()
+    metrics_path: str | None = "/metrics"
+    openapi_path: str | None = "/openapi.json"
+    docs_path: str | None = "/docs"
+    title: str = "Mest"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+    log_bodies: bool = False
 
     def __post_init__(self) -> None:
+        # Lists are accepted (``Mest(api_keys=[...])``) and stored as tuples, so settings stay immutable.
+        object.__setattr__(self, "api_keys", check_api_keys(self.api_keys))
+        object.__setattr__(self, "public_paths", check_public_paths(self.public_paths))
+        object.__setattr__(self, "cors_origins", check_cors_origins(self.cors_origins))
         if not isinstance(self.max_body_size, int) or self.max_body_size < 0:
             raise ValueError(f"max_body_size must be a non-negative integer, got {self.max_body_size!r}")
-        for field in ("health_live_path", "health_ready_path"):
+        for field in ("health_live_path", "health_ready_path", "metrics_path", "openapi_path", "docs_path"):
             path = getattr(self, field)
-            if path is not None and not _ROUTE_RE.match(path):
+            if path is not None and not _ROUTE_RE.fullmatch(path):
                 raise ValueError(f"{field} must be a path like '/health/live', got {path!r}")
+        if self.docs_path is not None and self.openapi_path is None:
+            raise ValueError("docs_path needs openapi_path: the docs page shows the OpenAPI document")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if not isinstance(self.title, str) or not self.title:
+            raise ValueError(f"title must be a non-empty string, got {self.title!r}")
+        for field in ("access_log", "log_bodies"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"{field} must be True or False, got {getattr(self, field)!r}")
 
 
 def _default_framework() -> WebFramework:
@@ -98,6 +144,22 @@ class Mest:
         max_body_size: See :class:`Settings`.
         health_live_path: See :class:`Settings`.
         health_ready_path: See :class:`Settings`.
+        api_keys: See :class:`Settings`.
+        public_paths: See :class:`Settings`.
+        cors_origins: See :class:`Settings`.
+        metrics_path: See :class:`Settings`.
+        openapi_path: See :class:`Settings`.
+        docs_path: See :class:`Settings`.
+        title: See :class:`Settings`.
+        log_format: See :class:`Settings`.
+        access_log: See :class:`Settings`.
+        log_bodies: See :class:`Settings`.
+
+    Every setting not passed here is read from its ``MEST_<NAME>`` environment variable, if set.
+
+    Raises:
+        ValueError: A setting is invalid (:class:`mest.config.ConfigError`, naming the variable, when the
+            value came from the environment).
 
     Example:
         >>> app = Mest()
@@ -105,6 +167,9 @@ class Mest:
         >>> app.run()                                                      # doctest: +SKIP
     """
 
+    _explicit_arguments: frozenset[str]
+
+    @track_explicit_arguments
     def __init__(
         self,
         web_framework: WebFramework | None = None,
@@ -112,11 +177,47 @@ class Mest:
         max_body_size: int = Settings.max_body_size,
         health_live_path: str | None = Settings.health_live_path,
         health_ready_path: str | None = Settings.health_ready_path,
+        api_keys: Iterable[str] = Settings.api_keys,
+        public_paths: Iterable[str] | None = Settings.public_paths,
+        cors_origins: Iterable[str] = Settings.cors_origins,
+        metrics_path: str | None = Settings.metrics_path,
+        openapi_path: str | None = Settings.openapi_path,
+        docs_path: str | None = Settings.docs_path,
+        title: str = Settings.title,
+        log_format: Literal["text", "json"] = Settings.log_format,
+        access_log: bool = Settings.access_log,
+        log_bodies: bool = Settings.log_bodies,
     ) -> None:
         self.settings = Settings(
             max_body_size=max_body_size,
             health_live_path=health_live_path,
             health_ready_path=health_ready_path,
+            api_keys=api_keys,  # type: ignore[arg-type]  # any iterable; __post_init__ makes it a tuple
+            public_paths=public_paths,  # type: ignore[arg-type]
+            cors_origins=cors_origins,  # type: ignore[arg-type]
+            metrics_path=metrics_path,
+            openapi_path=openapi_path,
+            docs_path=docs_path,
+            title=title,
+            log_format=log_format,
+            access_log=access_log,
+            log_bodies=log_bodies,
+        )
+        self.settings = apply_environment(self.settings, explicit=self._explicit_arguments)
+        self._access = AccessPolicy(
+            api_keys=self.settings.api_keys,
+            public_paths=self.settings.public_paths,
+            cors_origins=self.settings.cors_origins,
+            health_paths=(self.settings.health_live_path, self.settings.health_ready_path),
+            methods_of=lambda path: self._routes.get(path, {}).keys(),
+        )
+        self._model_of: dict[str, Pipeline] = {}
+        self._observability = Observability(
+            self.model_of,
+            metrics=self.settings.metrics_path is not None,
+            access_log=self.settings.access_log,
+            log_format=self.settings.log_format,
+            log_bodies=self.settings.log_bodies,
         )
         self._framework = web_framework if web_framework is not None else _default_framework()
         if not isinstance(self._framework, WebFramework):
@@ -130,6 +231,10 @@ class Mest:
         if self.settings.health_ready_path:
             self._add_endpoint("GET", self.settings.health_ready_path, self._ready)
         for method, path, handler in v2.server_endpoints(self):
+            self._add_endpoint(method, path, handler)
+        if self.settings.metrics_path:
+            self._add_endpoint("GET", self.settings.metrics_path, self._observability.serve_metrics)
+        for method, path, handler in openapi.endpoints(self):
             self._add_endpoint(method, path, handler)
 
     # -- registration ---------------------------------------------------------------------------------
@@ -165,16 +270,16 @@ class Mest:
             ValueError: Invalid or already-registered route, name, or settings.
         """
         _check_predictor(predictor)
-        if not isinstance(route, str) or not _ROUTE_RE.match(route):
+        if not isinstance(route, str) or not _ROUTE_RE.fullmatch(route):
             raise ValueError(
                 f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
             )
         if route in self._routes:
             raise ValueError(f"Route {route!r} is already registered; each route serves one handler.")
         name = _derive_name(route) if name is None else name
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
-        if version is not None and (not isinstance(version, str) or not _NAME_RE.match(version)):
+        if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
             raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
         for other in self._pipelines.values():
             if (other.config.name, other.config.version) == (name, version):
@@ -197,17 +302,28 @@ class Mest:
             max_queue=max_queue,
             timeout_s=timeout_s,
         )
-        pipeline = Pipeline(predictor, config)
+        pipeline = self._new_pipeline(predictor, config)
         self._pipelines[route] = pipeline
         self._add_endpoint("POST", route, pipeline)
+        self._model_of[route] = pipeline
         for method, path, handler in v2.model_endpoints(self, pipeline):
             self._add_endpoint(method, path, handler)
+            self._model_of[path] = pipeline
+
+    def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
+        """The predictor's pipeline, with the metrics observers when metrics are on."""
+        metrics = self._observability.model(config.name, config.version)
+        if metrics is None:
+            return Pipeline(predictor, config)
+        pipeline = Pipeline(predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics)
+        metrics.pipeline = pipeline
+        return pipeline
 
     def _add_endpoint(self, method: str, path: str, handler: Handler) -> None:
         methods = self._routes.setdefault(path, {})
         if method in methods:
             raise ValueError(f"{method} {path} is already registered.")
-        wrapped = self._wrap(handler)
+        wrapped = self._wrap(handler, path, method)
         methods[method] = wrapped
         if self._wsgi is not None:  # already serving: the adapter learns new routes at once
             self._framework.add_route(method, path, wrapped)
@@ -221,29 +337,55 @@ class Mest:
         """Every ``(method, path)`` the app serves, in registration order."""
         return [(method, path) for path, methods in self._routes.items() for method in methods]
 
+    def model_of(self, path: str) -> Pipeline | None:
+        """The registered model a path belongs to (its own route or a protocol endpoint), if any."""
+        return self._model_of.get(path)
+
+    def is_public(self, path: str) -> bool:
+        """Whether ``path`` is served without an API key (always, when ``api_keys`` is empty)."""
+        return self._access.is_public(path)
+
     # -- request handling -----------------------------------------------------------------------------
 
-    def _wrap(self, handler: Handler) -> Handler:
-        """Give ``handler`` a request id, the body limit, error translation and a rendered body."""
+    def _wrap(self, handler: Handler, path: str | None = None, method: str | None = None) -> Handler:
+        """Give ``handler`` a request id, the body limit, access control, error translation, a rendered
+        body, metrics and an access-log line. ``path`` and ``method`` are the endpoint's route and method
+        (``None`` for the not-found fallback)."""
         max_body_size = self.settings.max_body_size
+        # Decided once here; both are None (nothing runs per request) unless api_keys or cors_origins is set.
+        before = self._access.before(path)
+        after = self._access.after()
+        observer = self._observability.endpoint(method, path)  # None with metrics and access log off
 
         def endpoint(req: Request) -> Response:
+            started = perf_counter()
+            if observer is not None:
+                observer.begin()
             client_id = req.headers.get("x-request-id")
             req.request_id = (
-                client_id if client_id and _REQUEST_ID_RE.match(client_id) else uuid.uuid4().hex
+                client_id if client_id and _REQUEST_ID_RE.fullmatch(client_id) else uuid.uuid4().hex
             )
             req.max_body_size = max_body_size
             try:
-                response = render(handler(req))
+                early = before(req) if before is not None else None
+                response = render(early if early is not None else handler(req))
             except MestError as error:
                 response = self._error_response(error, req)
             except Exception as exc:
                 logger.error(
                     "unhandled error in %s %s [request_id=%s]", req.method, req.path, req.request_id,
-                    exc_info=exc,
+                    exc_info=exc, extra={"request_id": req.request_id},
                 )
                 response = self._error_response(MestError("Internal server error."), req, logged=True)
+            except BaseException:  # the worker is being stopped (SystemExit, GreenletExit): no response
+                if observer is not None:
+                    observer.abort()
+                raise
+            if after is not None:
+                after(req, response)
             response.headers.append(("X-Request-ID", req.request_id))
+            if observer is not None:
+                observer.end(req, response, perf_counter() - started)
             return response
 
         return endpoint
@@ -256,12 +398,12 @@ class Mest:
             if cause is not None or status == 500:
                 logger.error(
                     "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id, exc_info=cause or error,
+                    req.request_id, exc_info=cause or error, extra={"request_id": req.request_id},
                 )
             else:
                 logger.warning(
                     "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id,
+                    req.request_id, extra={"request_id": req.request_id},
                 )
         return render(Response(error_body(error, req.request_id), status, error.headers))
 
@@ -330,10 +472,15 @@ class Mest:
         unchanged under both.
         """
         if "gunicorn.arbiter" in sys.modules:
-            logger.warning("app.run() ignored: this app is being served by gunicorn")
+            logger.info("app.run() ignored: this app is being served by gunicorn")
+            return
+        loader = sys.modules.get("mest.server.loader")
+        if loader is not None and loader.is_loading():
+            logger.info("app.run() ignored: this app is being loaded by the mest command")
             return
         from .server.dev import serve
 
+        configure_logging(self.settings.log_format)  # before the dev server's own default configuration
         if host is None:
             host = os.environ.get("MEST_HOST", "127.0.0.1")
         if port is None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .api import BodyTooLarge, Request, Response
 from .batching import Batcher, BatchObserver
@@ -29,12 +29,38 @@ from .errors import (
 )
 from .predictors import PredictorBase
 
-__all__ = ["HandlerConfig", "Pipeline", "read_body"]
+if TYPE_CHECKING:
+    from .codecs.schema import Schema
+
+__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "read_body"]
 
 logger = logging.getLogger("mest.pipeline")
 
 # Exceptions that, raised by pre_process, mean "this input is not what the predictor can process".
 _INPUT_ERRORS = (KeyError, IndexError, TypeError, ValueError)
+
+
+class StageObserver(Protocol):
+    """Receives what the pipeline alone knows (for metrics, see :mod:`mest.observability`)."""
+
+    def stage_finished(self, stage: str, seconds: float) -> None:
+        """``pre_process`` or ``post_process`` (per request), or ``infer`` (per batch) took ``seconds``."""
+
+    def rejected(self, reason: str) -> None:
+        """A request got no answer from the model: ``timeout`` (504) or ``not_ready`` (503)."""
+
+    def setup_finished(self, ready: bool) -> None:
+        """The predictor's ``setup`` ran in this process."""
+
+
+class _Tagged:
+    """One request's processed input on its way through the batcher, learning the size of its batch."""
+
+    __slots__ = ("batch_size", "data")
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.batch_size = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,15 @@ def read_body(req: Request) -> bytes:
         raise PayloadTooLarge(str(exc).capitalize() + ".") from exc
 
 
+def _schema(predictor: PredictorBase, attribute: str) -> Schema | None:
+    declared = getattr(predictor, attribute, None)
+    if declared is None:
+        return None
+    from .codecs.schema import Schema
+
+    return Schema(declared, type(predictor).__name__, attribute)
+
+
 def _describe_input_error(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"Invalid input: missing key {exc.args[0]!r}." if exc.args else "Invalid input: missing key."
@@ -78,22 +113,55 @@ class Pipeline:
         config: HandlerConfig,
         *,
         batch_observer: BatchObserver | None = None,
+        stage_observer: StageObserver | None = None,
     ) -> None:
         self.predictor = predictor
         self.config = config
+        self._observer = stage_observer
+        self.request_schema = _schema(predictor, "request_schema")
+        self.response_schema = _schema(predictor, "response_schema")
         accepted = tuple(t.lower() for t in getattr(predictor, "content_types", ("application/json",)))
         self._accepts_json = any(json.is_json(t) for t in accepted)
         self._other_types = tuple(t for t in accepted if not json.is_json(t))
         self._setup_lock = threading.Lock()
         self._setup_pid: int | None = None
         self._setup_error: str | None = None
+        if self.request_schema is not None and not self._accepts_json:
+            raise TypeError(
+                f"{type(predictor).__name__} declares a request_schema but its content_types accept no JSON; "
+                "add 'application/json' to content_types or remove request_schema."
+            )
         self.batcher = Batcher(
-            predictor.infer,
+            self._infer_batch if config.max_batch_size > 1 else self._infer_one,
             max_batch_size=config.max_batch_size,
             max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
             max_queue=config.max_queue,
             observer=batch_observer,
         )
+        self._infer = predictor.infer
+
+    def _infer_one(self, item: _Tagged) -> Any:
+        item.batch_size = 1
+        observer = self._observer
+        if observer is None:
+            return self._infer(item.data)
+        started = time.perf_counter()
+        try:
+            return self._infer(item.data)
+        finally:
+            observer.stage_finished("infer", time.perf_counter() - started)
+
+    def _infer_batch(self, items: list[_Tagged]) -> Any:
+        size = len(items)
+        for item in items:
+            item.batch_size = size
+        observer = self._observer
+        started = time.perf_counter()
+        try:
+            return self._infer([item.data for item in items])
+        finally:
+            if observer is not None:
+                observer.stage_finished("infer", time.perf_counter() - started)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -116,6 +184,8 @@ class Pipeline:
             if self._setup_pid != pid:
                 self._setup_error = self._run_setup()
                 self._setup_pid = pid
+                if self._observer is not None:
+                    self._observer.setup_finished(self._setup_error is None)
         return self._setup_error is None
 
     def _run_setup(self) -> str | None:
@@ -142,10 +212,17 @@ class Pipeline:
         """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out."""
         self._require_ready()
         result = self.predict(self.decode(req), req)
-        return result if isinstance(result, Response) else Response(result)
+        if isinstance(result, Response):
+            return result
+        schema = self.response_schema
+        if schema is None:
+            return Response(result)
+        return Response(schema.encode(result), headers=[("Content-Type", json.JSON_CONTENT_TYPE)])
 
     def _require_ready(self) -> None:
         if not self.ensure_setup():
+            if self._observer is not None:
+                self._observer.rejected("not_ready")
             raise ServiceUnavailable(f"Model {self.config.name!r} is not ready: its setup failed.")
 
     def decode(self, req: Request) -> Any:
@@ -155,6 +232,8 @@ class Pipeline:
             body = read_body(req)
             if not body:
                 raise BadRequest("The request body is empty; send a JSON document.")
+            if self.request_schema is not None:
+                return self.request_schema.decode(body)
             return json.loads(body)
         if media_type is not None and any(self._type_matches(media_type, t) for t in self._other_types):
             return read_body(req)
@@ -171,16 +250,13 @@ class Pipeline:
             return media_type.startswith(pattern[:-1])
         return media_type == pattern or pattern == "*/*"
 
-    def predict(self, input_data: Any, req: Request) -> Any:
-        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
-        self._require_ready()
-        timeout = self.config.timeout_s
-        deadline = None if timeout is None else time.monotonic() + timeout
-        predictor = self.predictor
+    def _pre_process(self, input_data: Any, req: Request) -> Any:
+        """``pre_process``, with the batcher told a request is on its way, and input errors made 400."""
         batcher = self.batcher
+        started = time.perf_counter()
         batcher.announce()
         try:
-            processed = predictor.pre_process(input_data, req)
+            processed = self.predictor.pre_process(input_data, req)
         except MestError:
             batcher.withdraw()
             raise
@@ -190,13 +266,41 @@ class Pipeline:
         except BaseException:
             batcher.withdraw()
             raise
+        if self._observer is not None:
+            self._observer.stage_finished("pre_process", time.perf_counter() - started)
+        return processed
+
+    def predict(self, input_data: Any, req: Request) -> Any:
+        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
+        self._require_ready()
+        timeout = self.config.timeout_s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        predictor = self.predictor
+        batcher = self.batcher
+        observer = self._observer
+        processed = self._pre_process(input_data, req)
         if deadline is not None and time.monotonic() >= deadline:
             batcher.withdraw()
+            if observer is not None:
+                observer.rejected("timeout")
             raise GatewayTimeout("The request was not answered within its time limit.")
-        prediction = batcher.submit(processed, deadline, announced=True)
+        item = _Tagged(processed)
         try:
-            return predictor.post_process(prediction, req)
+            prediction = batcher.submit(item, deadline, announced=True)
+        except GatewayTimeout:
+            if observer is not None:
+                observer.rejected("timeout")
+            raise
+        finally:
+            if item.batch_size:
+                req.context["batch_size"] = item.batch_size
+        started = time.perf_counter()
+        try:
+            result = predictor.post_process(prediction, req)
         except MestError:
             raise
         except Exception as exc:
             raise InferenceError("post_process failed.") from exc
+        if observer is not None:
+            observer.stage_finished("post_process", time.perf_counter() - started)
+        return result

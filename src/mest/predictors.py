@@ -7,10 +7,12 @@ logic only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from .api import Request
 from .models import BaseModel
+from .tensors import TensorSpec
 
 __all__ = ["BasePredictor", "PredictorBase"]
 
@@ -29,9 +31,29 @@ class PredictorBase:
         content_types: Request media types this predictor accepts. JSON types are decoded into Python
             objects; any other listed type (for example ``"image/png"`` or ``"text/plain"``) is handed to
             ``pre_process`` as raw ``bytes``.
+        inputs: Optional declaration of the input tensors (:class:`~mest.tensors.TensorSpec`): reported as
+            Open Inference Protocol model metadata, and V2 requests are checked against it (400 naming the
+            input otherwise). ``None``: any well-formed V2 request is accepted.
+        outputs: Optional declaration of the output tensors: model metadata, and a single returned array
+            is sent as the single declared output. ``None``: outputs are described from what is returned.
+        example: Optional example input, as a client would send it to the predictor's route (a JSON-able
+            value, or ``bytes`` for a non-JSON content type). ``mest check`` runs it end to end and fails if
+            it does not answer 2xx; a class attribute, or a property when it must be computed.
+        request_schema: Optional shape of the request body on the predictor's route: a pydantic model (or
+            any type pydantic's ``TypeAdapter`` accepts). The JSON body is validated before ``pre_process``
+            (422 with field-level errors otherwise) and ``pre_process`` receives the validated object.
+            Published in ``/openapi.json``. See docs/schemas-openapi.md.
+        response_schema: Optional shape of what ``post_process`` returns: the result is validated and
+            serialized with it (a mismatch is a 500, logged with the fields at fault). A returned
+            :class:`~mest.api.Response` is sent as it is. Published in ``/openapi.json``.
     """
 
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    inputs: ClassVar[Sequence[TensorSpec] | None] = None
+    outputs: ClassVar[Sequence[TensorSpec] | None] = None
+    example: Any = None
+    request_schema: ClassVar[Any] = None
+    response_schema: ClassVar[Any] = None
 
     def __init__(self, model: BaseModel | None = None) -> None:
         self.artifacts = model

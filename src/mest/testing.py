@@ -138,6 +138,7 @@ class TestClient:
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
         }
         if not chunked:
             environ["CONTENT_LENGTH"] = str(len(body))

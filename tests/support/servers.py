@@ -35,6 +35,9 @@ class RunningServer:
     process: subprocess.Popen[str]
     url: str = ""
     lines: list[str] = field(default_factory=list)
+    #: What runs the app: ``"dev"``, or gunicorn's worker class (``"sync"``, ``"gthread"``, ``"gevent"``).
+    kind: str = ""
+    _reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -59,9 +62,11 @@ class RunningServer:
 
 
 def _pump(server: RunningServer) -> None:
-    assert server.process.stdout is not None
-    for line in server.process.stdout:
-        server.lines.append(line)
+    stdout = server.process.stdout
+    assert stdout is not None
+    with stdout:  # closed here, by its only reader, once every process holding the pipe has exited
+        for line in stdout:
+            server.lines.append(line)
 
 
 def stop(server: RunningServer, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
@@ -79,11 +84,15 @@ def stop(server: RunningServer, sig: int = signal.SIGTERM, timeout: float = STOP
     # Workers of a master that died abruptly: end the whole session we created.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if server._reader is not None:
+        server._reader.join(5)  # everything the server printed is now in ``lines``
     return proc.returncode
 
 
 @contextlib.contextmanager
-def _launch(argv: Sequence[str], listen: re.Pattern[str], cwd: Path, env: dict[str, str] | None) -> Iterator[RunningServer]:
+def _launch(
+    argv: Sequence[str], listen: re.Pattern[str], cwd: Path, env: dict[str, str] | None, kind: str
+) -> Iterator[RunningServer]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
         list(argv),
@@ -94,8 +103,9 @@ def _launch(argv: Sequence[str], listen: re.Pattern[str], cwd: Path, env: dict[s
         text=True,
         start_new_session=True,
     )
-    server = RunningServer(proc)
-    threading.Thread(target=_pump, args=(server,), daemon=True).start()
+    server = RunningServer(proc, kind=kind)
+    server._reader = threading.Thread(target=_pump, args=(server,), daemon=True)
+    server._reader.start()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -136,12 +146,24 @@ def gunicorn(
 ) -> Iterator[RunningServer]:
     """Run ``gunicorn app`` (e.g. ``"basic_app:app"``) on 127.0.0.1 with an ephemeral port."""
     argv = [
-        sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "-k", worker_class, "-w", str(workers),
-        "--graceful-timeout", "10", "--timeout", "60", *extra_args,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        "127.0.0.1:0",
+        "-k",
+        worker_class,
+        "-w",
+        str(workers),
+        "--graceful-timeout",
+        "10",
+        "--timeout",
+        "60",
+        *extra_args,
     ]
     if worker_class == "gthread":
         argv += ["--threads", str(threads)]
-    with _launch([*argv, app], _GUNICORN_LISTEN, cwd, env) as server:
+    with _launch([*argv, app], _GUNICORN_LISTEN, cwd, env, worker_class) as server:
         yield server
 
 
@@ -151,5 +173,5 @@ def dev_server(script: str, *, cwd: Path = APPS_DIR, env: dict[str, str] | None 
 
     The script calls ``app.run()``; ``MEST_PORT=0`` makes it bind an ephemeral port.
     """
-    with _launch([sys.executable, script], _DEV_LISTEN, cwd, {"MEST_PORT": "0", **(env or {})}) as server:
+    with _launch([sys.executable, script], _DEV_LISTEN, cwd, {"MEST_PORT": "0", **(env or {})}, "dev") as server:
         yield server

@@ -1,35 +1,63 @@
 """The model queue in front of ``infer``: FIFO, bounded, with deadlines and adaptive batching.
 
-Design (see docs/batching.md for the reasoning and measurements):
+Design (docs/batching.md has the reasoning and the measurements):
 
 * **Leader/follower, no background thread.** The request that finds the model idle becomes the *leader*: it
   forms a batch from the queue, runs ``infer`` on its own thread or greenlet, hands every follower its result,
-  and passes leadership to the oldest waiting request when its own answer is ready. No thread is started at
-  import or registration time, so nothing is lost when gunicorn forks, and the same code runs on OS threads
-  and on gevent greenlets (gunicorn's gevent worker turns ``threading`` primitives into cooperative ones, so a
-  follower's wait yields to the event loop).
-* **Adaptive delay.** A batch is dispatched when it is full, or when its oldest request has waited
-  ``max_batch_delay``, but the leader waits *only while other requests are known to be on their way* (they
-  have entered the pipeline and are still in ``pre_process``). An idle handler with one client therefore
-  dispatches at once and pays no delay; under load, requests that arrive while the model is busy form the
-  next batch for free (continuous batching), and the delay only tops up a batch that is about to be joined.
+  and passes leadership to the oldest waiting request. No thread is started at import or registration time,
+  and the locks are created lazily in each process, so nothing breaks when gunicorn forks (with or without
+  ``--preload``) and the same code runs on OS threads and on gevent greenlets (gunicorn's gevent worker turns
+  ``threading`` primitives into cooperative ones, so a follower's wait yields to the event loop).
+* **Fair FIFO, also on gevent.** A request that finds the model idle yields once (see ``_scheduler``) before
+  it takes the lead, so every request the process has already received enters the queue first. Without it, a
+  greenlet whose keep-alive client answers fast never blocks and would run the model again and again while
+  the other connections starve.
+* **Adaptive delay.** A batch is dispatched as soon as it is full. Otherwise the leader looks for company
+  before dispatching, and stops looking as soon as looking stops paying:
+
+  1. while requests are known to be on their way (they entered the pipeline and are still in
+     ``pre_process``), it waits for them;
+  2. otherwise, if its last yield brought new requests, it yields again; if not, it dispatches at once.
+
+  Both steps stop when the oldest queued request has waited ``max_batch_delay``. An idle handler with one
+  client therefore pays one yield (microseconds), never the delay; under load, requests that arrive while the
+  model is busy form the next batch (continuous batching), and the delay is only an upper bound.
 * **One request's failure is its own.** Items that time out in the queue are removed before they reach the
-  model; an exception in ``infer`` fails only the batch it was raised for.
+  model; an exception in ``infer`` fails only the batch it was raised for, and each request gets its own
+  exception object (one instance re-raised in many threads would share and garble its traceback).
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import GatewayTimeout, InferenceError, MestError, ServiceUnavailable
+from ._scheduler import cooperative_yield
 
-__all__ = ["BatchObserver", "Batcher", "BatchSizeMismatch"]
+__all__ = ["BatchObserver", "BatchSizeMismatch", "Batcher", "BatcherStats"]
 
 _QUEUED, _RUNNING, _DONE, _EXPIRED = range(4)
+_TIMEOUT_MESSAGE = "The request was not answered within its time limit."
+
+# Guards the (rare) creation of a process's queue state; held only for a few non-blocking statements, and
+# replaced in a forked child in case another thread of the parent held it at the fork.
+_STATE_LOCK = threading.Lock()
+
+
+def _new_state_lock() -> None:
+    global _STATE_LOCK
+    _STATE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_state_lock)
 
 
 class BatchSizeMismatch(InferenceError):
@@ -44,6 +72,31 @@ class BatchObserver(Protocol):
     def rejected(self, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class BatcherStats:
+    """Counters of one batcher in this process (since the process started serving).
+
+    Attributes:
+        batches: ``infer`` calls made.
+        inferred: Requests handed to ``infer`` (the sum of the batch sizes).
+        failed_batches: ``infer`` calls that raised or returned a wrong-length batch.
+        rejected_full: Requests refused with 503 because ``max_queue`` requests were waiting.
+        expired_queued: Requests answered 504 while still queued: they never reached the model.
+        expired_late: Requests answered 504 whose batch had started or finished after their deadline.
+        queued: Requests waiting right now (not counting the batch being run).
+        max_batch_size_seen: The largest batch formed.
+    """
+
+    batches: int
+    inferred: int
+    failed_batches: int
+    rejected_full: int
+    expired_queued: int
+    expired_late: int
+    queued: int
+    max_batch_size_seen: int
+
+
 class _Item:
     __slots__ = ("data", "deadline", "enqueued_at", "error", "event", "lead", "result", "state")
 
@@ -56,6 +109,27 @@ class _Item:
         self.error: BaseException | None = None
         self.event: threading.Event | None = None
         self.lead = False
+
+
+class _State:
+    """Everything mutable, created in the process that serves (after any fork, after gevent patching)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.batch_ready = threading.Condition(self.lock)
+        self.yield_now = cooperative_yield()
+        self.queue: deque[_Item] = deque()
+        self.leading = False
+        self.arriving = 0
+        self.submitted = 0
+        self.batches = 0
+        self.inferred = 0
+        self.failed_batches = 0
+        self.rejected_full = 0
+        self.expired_queued = 0
+        self.expired_late = 0
+        self.max_batch_size_seen = 0
 
 
 class Batcher:
@@ -84,26 +158,50 @@ class Batcher:
         self._max_batch_delay_s = max_batch_delay_s
         self._max_queue = max_queue
         self._observer = observer
-        self._lock = threading.Lock()
-        self._batch_ready = threading.Condition(self._lock)
-        self._queue: deque[_Item] = deque()
-        self._leading = False
-        self._arriving = 0
+        self._st: _State | None = None
+
+    @property
+    def _state(self) -> _State:
+        st = self._st
+        if st is None or st.pid != os.getpid():
+            with _STATE_LOCK:
+                st = self._st
+                if st is None or st.pid != os.getpid():
+                    st = self._st = _State()
+        return st
 
     @property
     def queue_depth(self) -> int:
         """Requests waiting for the model right now."""
-        return len(self._queue)
+        return len(self._state.queue)
+
+    def stats(self) -> BatcherStats:
+        """A consistent snapshot of this process's counters."""
+        st = self._state
+        with st.lock:
+            return BatcherStats(
+                batches=st.batches,
+                inferred=st.inferred,
+                failed_batches=st.failed_batches,
+                rejected_full=st.rejected_full,
+                expired_queued=st.expired_queued,
+                expired_late=st.expired_late,
+                queued=len(st.queue),
+                max_batch_size_seen=st.max_batch_size_seen,
+            )
 
     def announce(self) -> None:
         """Tell the batcher a request has started and will probably :meth:`submit` soon."""
-        with self._lock:
-            self._arriving += 1
+        st = self._state
+        with st.lock:
+            st.arriving += 1
 
     def withdraw(self) -> None:
         """Undo :meth:`announce` for a request that failed before reaching the queue."""
-        with self._lock:
-            self._arriving -= 1
+        st = self._state
+        with st.lock:
+            st.arriving -= 1
+            st.batch_ready.notify()  # a leader waiting for this request need not wait any longer
 
     def submit(self, data: Any, deadline: float | None = None, *, announced: bool = False) -> Any:
         """Run ``data`` through the model and return its own result.
@@ -114,142 +212,202 @@ class Batcher:
             announced: The caller called :meth:`announce` for this request.
 
         Raises:
-            ServiceUnavailable: The queue is full.
+            ServiceUnavailable: The queue is full (``Retry-After`` is set).
             GatewayTimeout: The deadline passed (if still queued, the input never reached the model).
             InferenceError: ``infer`` raised (``__cause__`` is the original) or returned a wrong-length batch.
         """
+        st = self._state
         item = _Item(data, deadline, time.monotonic())
-        with self._lock:
+        with st.lock:
             if announced:
-                self._arriving -= 1
-            if self._max_queue is not None and len(self._queue) >= self._max_queue:
+                st.arriving -= 1
+            if self._max_queue is not None and len(st.queue) >= self._max_queue:
+                st.rejected_full += 1
+                st.batch_ready.notify()
                 self._reject("queue_full")
                 raise ServiceUnavailable(
                     f"Too many requests queued for this model (limit {self._max_queue}); retry later.",
                     headers={"Retry-After": "1"},
                 )
-            self._queue.append(item)
-            if self._leading:
+            st.queue.append(item)
+            st.submitted += 1
+            if st.leading:
                 item.event = threading.Event()
-                self._batch_ready.notify()
+                st.batch_ready.notify()
             else:
-                self._leading = item.lead = True
-        if not item.lead:
-            self._follow(item)
+                st.leading = item.lead = True
         if item.lead:
-            self._lead(item)
-        return self._outcome(item)
+            # Leading from idle: first let requests the process already received reach the queue (see
+            # ``_lead``). A follower handed leadership skips this: the model was busy, the others queued.
+            self._lead(st, item, from_idle=True)
+        else:
+            self._follow(st, item)
+            if item.lead:
+                self._lead(st, item, from_idle=False)
+        return self._outcome(st, item)
 
     def _reject(self, reason: str) -> None:
         if self._observer is not None:
             self._observer.rejected(reason)
 
-    def _follow(self, item: _Item) -> None:
+    def _follow(self, st: _State, item: _Item) -> None:
         """Wait until the item is answered, expires, or is handed leadership."""
         event = item.event
         assert event is not None
         timeout = None if item.deadline is None else max(0.0, item.deadline - time.monotonic())
-        if event.wait(timeout):
+        try:
+            answered = event.wait(timeout)
+        except BaseException:
+            # Killed while waiting (gevent's GreenletExit, a signal): never leave a stale item or, worse, a
+            # leadership nobody takes up (every later request would wait forever).
+            with st.lock:
+                if item.state == _QUEUED:
+                    st.queue.remove(item)
+                    item.state = _EXPIRED
+                if item.lead:
+                    item.lead = False
+                    self._hand_over(st)
+            raise
+        if answered:
             return
-        with self._lock:
+        with st.lock:
             if item.lead or item.state == _DONE:
                 return
             if item.state == _QUEUED:
-                self._queue.remove(item)
+                st.queue.remove(item)
+                st.expired_queued += 1
+                self._reject("timeout")
+            elif item.state == _RUNNING:
+                st.expired_late += 1
             item.state = _EXPIRED
 
-    def _lead(self, own: _Item) -> None:
+    def _lead(self, st: _State, own: _Item, *, from_idle: bool) -> None:
         try:
+            looked_at = -1
+            if from_idle:
+                # Fairness on gevent, batching everywhere: a greenlet whose keep-alive client answers fast never
+                # blocks on I/O, so without this yield it would lead, run the model, read its next request and
+                # lead again, starving every other connection (measured: a few connections served, the rest
+                # waiting until their clients time out). One trip through the scheduler lets every request
+                # already received enter the FIFO queue behind us first. On OS threads it is a GIL release.
+                with st.lock:
+                    looked_at = st.submitted
+                st.yield_now()
             while True:
-                with self._lock:
+                with st.lock:
                     if own.state in (_DONE, _EXPIRED):
                         return
-                    batch = self._take_batch()
+                    batch = self._take_batch(st, own, looked_at)
                 if batch:
-                    self._run(batch)
+                    self._run(st, batch)
         finally:
-            with self._lock:
+            with st.lock:
                 if own.state == _QUEUED:  # leaving on an exception: never strand our own item
-                    self._queue.remove(own)
+                    st.queue.remove(own)
                     own.state = _EXPIRED
-                self._hand_over()
+                self._hand_over(st)
 
-    def _hand_over(self) -> None:
+    @staticmethod
+    def _hand_over(st: _State) -> None:
         """Give leadership to the oldest queued request, or mark the model idle. Called under the lock."""
-        if self._queue:
-            successor = self._queue[0]
+        if st.queue:
+            successor = st.queue[0]
             successor.lead = True
             assert successor.event is not None
             successor.event.set()
         else:
-            self._leading = False
+            st.leading = False
 
-    def _expire_due(self, now: float) -> None:
+    def _expire_due(self, st: _State, now: float) -> None:
         """Drop queued items whose deadline passed: they are answered 504 and never reach the model."""
-        if not any(it.deadline is not None and it.deadline <= now for it in self._queue):
+        if not any(it.deadline is not None and it.deadline <= now for it in st.queue):
             return
         keep: deque[_Item] = deque()
-        for it in self._queue:
+        for it in st.queue:
             if it.deadline is not None and it.deadline <= now:
                 it.state = _EXPIRED
+                st.expired_queued += 1
                 self._reject("timeout")
                 if it.event is not None:
                     it.event.set()
             else:
                 keep.append(it)
-        self._queue = keep
+        st.queue = keep
 
-    def _take_batch(self) -> list[_Item]:
-        """Form the next batch under the lock, waiting for stragglers only while some are on their way."""
-        limit = self._max_batch_size
+    def _take_batch(self, st: _State, own: _Item, looked_at: int) -> list[_Item]:
+        """Form the next batch (called and returning under the lock); ``[]`` if our own item expired.
+
+        The adaptive policy of the module docstring: wait for announced requests, otherwise look once more
+        for requests the process already received, dispatch when a look brings nobody; never hold the oldest
+        request past ``max_batch_delay``.
+        """
+        limit = self._max_batch_size  # looked_at: st.submitted when we last yielded (-1: not yet)
         while True:
             now = time.monotonic()
-            self._expire_due(now)
-            queue = self._queue
-            if not queue:
+            self._expire_due(st, now)
+            if own.state == _EXPIRED:
                 return []
-            if len(queue) >= limit or self._arriving <= 0:
+            queue = st.queue
+            if len(queue) >= limit:
                 break
             remaining = queue[0].enqueued_at + self._max_batch_delay_s - now
             if remaining <= 0:
                 break
-            self._batch_ready.wait(remaining)
+            if own.deadline is not None:
+                remaining = min(remaining, own.deadline - now)
+            if st.arriving > 0:
+                st.batch_ready.wait(remaining)
+                continue
+            if st.submitted == looked_at:
+                break  # the last look brought nobody: nobody else is coming soon
+            looked_at = st.submitted
+            st.lock.release()
+            try:
+                st.yield_now()
+            finally:
+                st.lock.acquire()
         batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
         for it in batch:
             it.state = _RUNNING
+        st.batches += 1
+        st.inferred += len(batch)
+        st.max_batch_size_seen = max(st.max_batch_size_seen, len(batch))
         return batch
 
-    def _run(self, batch: list[_Item]) -> None:
+    def _call_infer(self, batch: list[_Item]) -> Sequence[Any]:
+        if self._max_batch_size == 1:
+            return (self._infer(batch[0].data),)
+        results = self._infer([it.data for it in batch])
+        if not hasattr(results, "__len__") or len(results) != len(batch):
+            got = len(results) if hasattr(results, "__len__") else f"a {type(results).__name__} (no length)"
+            raise BatchSizeMismatch(
+                f"infer returned {got} results for a batch of {len(batch)}: a batched infer must return "
+                "one result per input, in order"
+            )
+        return results  # type: ignore[no-any-return]
+
+    def _run(self, st: _State, batch: list[_Item]) -> None:
         if self._observer is not None:
             started = time.monotonic()
             self._observer.batch_started(len(batch), [started - it.enqueued_at for it in batch])
         try:
-            if self._max_batch_size == 1:
-                results: Sequence[Any] = (self._infer(batch[0].data),)
-            else:
-                results = self._infer([it.data for it in batch])
-                if not hasattr(results, "__len__") or len(results) != len(batch):
-                    got = len(results) if hasattr(results, "__len__") else type(results).__name__
-                    raise BatchSizeMismatch(
-                        f"infer returned {got} results for a batch of {len(batch)}: a batched infer must "
-                        "return one result per input, in order"
-                    )
+            results = self._call_infer(batch)
         except BaseException as exc:
-            error = exc if isinstance(exc, MestError) else InferenceError("Inference failed.")
-            if error is not exc:
-                error.__cause__ = exc
             for it in batch:
-                it.error = error
-            self._finish(batch)
+                it.error = _error_for(exc)
+            self._finish(st, batch, failed=True)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt, SystemExit, gevent's GreenletExit: let them propagate
             return
-        for it, result in zip(batch, results):
+        for it, result in zip(batch, results, strict=True):
             it.result = result
-        self._finish(batch)
+        self._finish(st, batch, failed=False)
 
-    def _finish(self, batch: list[_Item]) -> None:
-        with self._lock:
+    @staticmethod
+    def _finish(st: _State, batch: list[_Item], *, failed: bool) -> None:
+        with st.lock:
+            if failed:
+                st.failed_batches += 1
             for it in batch:
                 if it.state == _RUNNING:
                     it.state = _DONE
@@ -257,9 +415,26 @@ class Batcher:
                     it.event.set()
 
     @staticmethod
-    def _outcome(item: _Item) -> Any:
+    def _outcome(st: _State, item: _Item) -> Any:
         if item.state == _EXPIRED:
-            raise GatewayTimeout("The request was not answered within its time limit.")
+            raise GatewayTimeout(_TIMEOUT_MESSAGE)
+        if item.deadline is not None and time.monotonic() > item.deadline:
+            # Answered, but too late (typically the request whose thread ran a slow model): the contract is
+            # "answered in time, or 504", whoever ran the model.
+            with st.lock:
+                st.expired_late += 1
+            raise GatewayTimeout(_TIMEOUT_MESSAGE)
         if item.error is not None:
             raise item.error
         return item.result
+
+
+def _error_for(exc: BaseException) -> MestError:
+    """A fresh error for one request of a failed batch, chained to what ``infer`` raised."""
+    if isinstance(exc, MestError):
+        error = copy.copy(exc)
+        error.__traceback__ = None
+    else:
+        error = InferenceError("Inference failed.")
+    error.__cause__ = exc
+    return error

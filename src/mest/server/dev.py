@@ -7,10 +7,15 @@ hardened for the internet; production runs under gunicorn.
 from __future__ import annotations
 
 import logging
+import signal
 import socketserver
 import sys
-from typing import TYPE_CHECKING, Any
+import threading
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, BinaryIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from ..config import RequestLimits, apply_environment
 
 if TYPE_CHECKING:
     from ..app import Mest
@@ -26,13 +31,93 @@ class DevServer(socketserver.ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 resets bursts of concurrent clients; queue them like gunicorn does.
+    request_queue_size = 128
+
+
+class _ChunkedBody:
+    """Decodes a ``Transfer-Encoding: chunked`` body as it is read (wsgiref passes the raw socket through).
+
+    A malformed chunk header ends the body: the request then fails as malformed input, never hangs.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._left = 0
+        self._done = False
+
+    def _next_chunk(self) -> None:
+        line = self._raw.readline(1024)
+        try:
+            self._left = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            self._left = 0
+        if self._left <= 0:
+            self._done = True
+            while self._raw.readline(1024).strip():  # trailer fields, up to the blank line
+                pass
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = size if size is not None and size >= 0 else None
+        while not self._done and (wanted is None or wanted > 0):
+            if self._left == 0:
+                self._next_chunk()
+                continue
+            take = self._left if wanted is None else min(self._left, wanted)
+            data = self._raw.read(take)
+            if not data:
+                self._done = True
+                break
+            parts.append(data)
+            self._left -= len(data)
+            if wanted is not None:
+                wanted -= len(data)
+            if self._left == 0:
+                self._raw.readline(8)  # the CRLF closing the chunk
+        return b"".join(parts)
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Access lines go through :mod:`logging` instead of straight to stderr."""
+    """Access lines go through :mod:`logging` instead of straight to stderr; oversized heads are refused.
+
+    The limits (:class:`~mest.config.RequestLimits`, gunicorn's defaults, ``MEST_LIMIT_REQUEST_*``) are checked
+    before the app sees the request, as gunicorn does under ``mest serve``.
+    """
+
+    limits = RequestLimits()
+    raw_requestline: bytes
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s - %s", self.address_string(), format % args)
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            # Tell the app the input ends by itself (PEP 3333's wsgi.input_terminated, as gunicorn sets it).
+            environ["wsgi.input_terminated"] = True
+            environ.pop("CONTENT_LENGTH", None)
+        return environ
+
+    def parse_request(self) -> bool:
+        limits = self.limits
+        line = self.raw_requestline.rstrip(b"\r\n")
+        if limits.limit_request_line and len(line) > limits.limit_request_line:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "Request line too long")
+            return False
+        if not super().parse_request():
+            return False
+        if len(self.headers) > limits.limit_request_fields:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        size = limits.limit_request_field_size
+        if size and any(len(name) + len(value) + 2 > size for name, value in self.headers.items()):
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Header field too large")
+            return False
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.rfile = _ChunkedBody(self.rfile)  # type: ignore[assignment]
+        return True
 
 
 def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
@@ -45,12 +130,14 @@ def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
             "use gunicorn for anything but local development", host,
         )
     app.setup()
-    server = make_server(host, port, app, server_class=DevServer, handler_class=_QuietHandler)
+    handler = type("_Handler", (_QuietHandler,), {"limits": apply_environment(RequestLimits())})
+    server = make_server(host, port, app, server_class=DevServer, handler_class=handler)
     bound_port = server.server_address[1]
     shown_host = f"[{host}]" if ":" in host else host
     lines = [f" * Mest development server on http://{shown_host}:{bound_port} (Ctrl-C to quit)"]
     lines += [f"   {method:<6} {path}" for method, path in app.routes()]
     print("\n".join(lines), file=sys.stderr, flush=True)
+    _stop_on_sigterm()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -58,3 +145,13 @@ def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
     finally:
         server.server_close()
         print(" * Mest development server stopped.", file=sys.stderr, flush=True)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, container stop) end the server like Ctrl-C does. Only the main thread may."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

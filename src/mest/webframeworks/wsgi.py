@@ -89,6 +89,10 @@ def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Re
         content_length = None
     if content_length is not None and content_length < 0:
         content_length = None
+    stream = environ.get("wsgi.input")
+    if content_length is None and not environ.get("wsgi.input_terminated"):
+        # PEP 3333: without a Content-Length the app must not read past what the server guarantees ends.
+        stream = None
     if path is None:
         # PEP 3333 hands PATH_INFO over as latin-1 decoded bytes; undo that to get UTF-8 paths right.
         raw = environ.get("PATH_INFO", "") or "/"
@@ -101,7 +105,7 @@ def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Re
         path,
         headers=EnvironHeaders(environ),
         query_string=environ.get("QUERY_STRING", ""),
-        stream=environ.get("wsgi.input"),
+        stream=stream,
         content_length=content_length,
         client_addr=environ.get("REMOTE_ADDR"),
     )

@@ -1,0 +1,29 @@
+"""Metrics and logs around the pipeline, with zero configuration (docs/observability.md).
+
+* ``GET /metrics``: Prometheus metrics, summed over gunicorn's worker processes.
+* One access-log line per request on the ``mest.access`` logger, as text or JSON lines.
+
+The app creates one :class:`Observability`; users meet :class:`JsonFormatter` and :class:`TextFormatter` when
+they configure logging themselves.
+"""
+
+from ._logging import ACCESS_FIELDS, ACCESS_LOGGER, JsonFormatter, LogFormat, TextFormatter, configure_logging
+from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
+from ._observer import EndpointObserver, Observability
+
+__all__ = [
+    "ACCESS_FIELDS",
+    "ACCESS_LOGGER",
+    "BATCH_SIZE_BUCKETS",
+    "EndpointMetrics",
+    "EndpointObserver",
+    "JsonFormatter",
+    "LATENCY_BUCKETS",
+    "LogFormat",
+    "Metrics",
+    "ModelMetrics",
+    "Observability",
+    "STAGES",
+    "TextFormatter",
+    "configure_logging",
+]

@@ -1,0 +1,156 @@
+"""The hooks the app puts around every endpoint: metrics and one access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..api import BodyTooLarge, Request, Response
+from ._logging import LogFormat, access_logger, configure_logging, describe_body, safe_text
+from ._metrics import EndpointMetrics, Metrics, ModelMetrics, _Pid
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+__all__ = ["EndpointObserver", "Observability"]
+
+_INFO = logging.INFO
+_MODEL_LINE = "%s %s %d %.2fms model=%s batch=%s request_id=%s"
+_LINE = "%s %s %d %.2fms request_id=%s"
+_UNRESOLVED = object()
+
+
+class Observability:
+    """Metrics and access logs of one app; the app asks it for one observer per endpoint and per model.
+
+    Args:
+        model_of: The app's look-up from a route to the pipeline of the model it serves.
+        metrics: Collect metrics (the app serves them when its ``metrics_path`` is set).
+        access_log: Log one line per request to the ``mest.access`` logger.
+        log_format: ``"text"`` or ``"json"``, for the handler Mest installs when logging is not configured.
+        log_bodies: Add the request body (truncated) to each access line.
+    """
+
+    def __init__(
+        self,
+        model_of: Callable[[str], Pipeline | None],
+        *,
+        metrics: bool = True,
+        access_log: bool = True,
+        log_format: LogFormat = "text",
+        log_bodies: bool = False,
+    ) -> None:
+        self.model_of = model_of
+        self.metrics = Metrics(model_of) if metrics else None
+        self.access_log = access_log
+        self.log_format = log_format
+        self.log_bodies = log_bodies
+        self.pid: int | None = None
+
+    def endpoint(self, method: str | None, route: str | None) -> EndpointObserver | None:
+        """The observer of an endpoint (``route=None``: the not-found fallback); ``None`` if nothing to do."""
+        if self.metrics is None and not self.access_log:
+            return None
+        return EndpointObserver(self, method, route)
+
+    def model(self, name: str, version: str | None) -> ModelMetrics | None:
+        """The stage and batch observer of a model; ``None`` when metrics are off."""
+        return self.metrics.model(name, version) if self.metrics is not None else None
+
+    def process_started(self) -> None:
+        """Prepare this process (logging handler, metric children); runs on each process's first request."""
+        configure_logging(self.log_format)
+        if self.metrics is not None:
+            self.metrics.bind()
+        self.pid = _Pid.value
+
+    def serve_metrics(self, req: Request) -> Response:
+        """The ``GET /metrics`` endpoint: Prometheus text format (OpenMetrics if the scraper asks for it)."""
+        assert self.metrics is not None
+        body, content_type = self.metrics.render(req.headers.get("accept"))
+        return Response(body, headers=[("Content-Type", content_type), ("Cache-Control", "no-store")])
+
+
+class EndpointObserver:
+    """Around one endpoint: :meth:`begin` before the handler, :meth:`end` with its response."""
+
+    __slots__ = ("_metrics", "_model", "_obs", "method", "route")
+
+    def __init__(self, obs: Observability, method: str | None, route: str | None) -> None:
+        self._obs = obs
+        self.method = method
+        self.route = route
+        self._metrics: EndpointMetrics | None = (
+            obs.metrics.endpoint(method, route) if obs.metrics is not None else None
+        )
+        self._model: object = _UNRESOLVED
+
+    def begin(self) -> None:
+        """A request arrived."""
+        obs = self._obs
+        if obs.pid != _Pid.value:
+            obs.process_started()
+        if self._metrics is not None:
+            self._metrics.begin()
+
+    def abort(self) -> None:
+        """The handler was interrupted (``SystemExit``, ``GreenletExit``): no response, no log line."""
+        if self._metrics is not None:
+            self._metrics.abort()
+
+    def end(self, req: Request, response: Response, seconds: float) -> None:
+        """The request was answered."""
+        status = response.status
+        if self._metrics is not None:
+            self._metrics.end(status, seconds, req.method)
+        if self._obs.access_log and access_logger.isEnabledFor(_INFO):
+            self._log(req, status, seconds)
+
+    def _model_name(self) -> str | None:
+        model = self._model
+        if model is _UNRESOLVED:
+            pipeline = self._obs.model_of(self.route) if self.route is not None else None
+            model = self._model = pipeline.config.name if pipeline is not None else None
+        return model  # type: ignore[return-value]
+
+    def _log(self, req: Request, status: int, seconds: float) -> None:
+        if self.route is None:
+            method, route = safe_text(req.method, 32), safe_text(req.path)
+        else:
+            method, route = self.method or req.method, self.route
+        latency_ms = seconds * 1000.0
+        model = self._model_name()
+        fields = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(latency_ms, 3),
+            "model": model,
+            "batch_size": req.context.get("batch_size"),
+            "request_id": req.request_id,
+        }
+        if model is not None:
+            msg = _MODEL_LINE
+            batch = fields["batch_size"]
+            args: tuple[object, ...] = (
+                method, route, status, latency_ms, model, "-" if batch is None else batch, req.request_id,
+            )
+        else:
+            msg = _LINE
+            args = (method, route, status, latency_ms, req.request_id)
+        if self._obs.log_bodies:
+            body = _read_body(req)
+            fields["body"] = body
+            msg += " body=%s"
+            args += (body,)
+        access_logger.info(msg, *args, extra=fields)
+
+
+def _read_body(req: Request) -> str:
+    try:
+        return describe_body(req.body)
+    except BodyTooLarge:
+        return "<larger than max_body_size>"
+    except Exception:  # a broken client stream must not turn into a failed log call
+        return "<unreadable>"

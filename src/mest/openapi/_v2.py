@@ -1,0 +1,171 @@
+"""OpenAPI operations for the Open Inference Protocol (V2) paths, from the protocol's REST specification.
+
+Generic over models: a V2 request's tensors are described by the protocol's own types (model-specific
+shapes are what ``GET /v2/models/NAME`` reports at run time).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["SCHEMAS", "V2_TAG", "v2_operation"]
+
+V2_TAG = "Open Inference Protocol (V2)"
+
+_DATATYPES = [
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]
+_PARAMETERS: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+#: Components added to the document when V2 paths exist (prefixed to stay clear of users' model names).
+SCHEMAS: dict[str, Any] = {
+    "V2MetadataTensor": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "parameters": _PARAMETERS,
+        },
+    },
+    "V2ServerMetadata": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V2ModelMetadata": {
+        "type": "object",
+        "required": ["name", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2MetadataTensor"}},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2MetadataTensor"}},
+            "parameters": _PARAMETERS,
+        },
+    },
+    "V2RequestInput": {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": _DATATYPES},
+            "parameters": _PARAMETERS,
+            "data": {"description": "The tensor's elements, flat or nested in row-major order."},
+        },
+    },
+    "V2RequestOutput": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, "parameters": _PARAMETERS},
+    },
+    "V2InferenceRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": _PARAMETERS,
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2RequestInput"}},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2RequestOutput"}},
+        },
+    },
+    "V2ResponseOutput": {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string"},
+            "parameters": _PARAMETERS,
+            "data": {},
+        },
+    },
+    "V2InferenceResponse": {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "parameters": _PARAMETERS,
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2ResponseOutput"}},
+        },
+    },
+    "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+}
+
+_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+_ROUTES = [
+    ("GET", re.compile(r"/v2"), "server_metadata"),
+    ("GET", re.compile(r"/v2/health/live"), "server_live"),
+    ("GET", re.compile(r"/v2/health/ready"), "server_ready"),
+    ("GET", re.compile(_MODEL), "model_metadata"),
+    ("GET", re.compile(_MODEL + r"/ready"), "model_ready"),
+    ("POST", re.compile(_MODEL + r"/infer"), "model_infer"),
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def v2_operation(method: str, path: str) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """``(summary, {status: schema}, request schema)`` for a V2 path, or ``None`` if it is not one."""
+    for route_method, pattern, kind in _ROUTES:
+        found = pattern.fullmatch(path)
+        if route_method != method or found is None:
+            continue
+        groups = found.groupdict()
+        label = groups.get("model") or ""
+        if groups.get("version"):
+            label += f" version {groups['version']}"
+        operation: tuple[str, dict[str, Any], dict[str, Any] | None] = _OPERATIONS[kind](label)
+        return operation
+    return None
+
+
+_OPERATIONS: dict[str, Any] = {
+    "server_metadata": lambda _: ("Server metadata", {"200": _ref("V2ServerMetadata")}, None),
+    "server_live": lambda _: ("Server liveness", {"200": _object(live={"type": "boolean"})}, None),
+    "server_ready": lambda _: (
+        "Server readiness: 200 when every model is ready, 400 otherwise",
+        {
+            "200": _object(ready={"type": "boolean"}),
+            "400": {**_object(ready={"type": "boolean"}), "properties": {
+                "ready": {"type": "boolean"}, "error": {"type": "string"},
+            }},
+        },
+        None,
+    ),
+    "model_metadata": lambda label: (f"Metadata of model {label}", {"200": _ref("V2ModelMetadata")}, None),
+    "model_ready": lambda label: (
+        f"Readiness of model {label}: 200 when ready, 400 otherwise",
+        {
+            "200": _object(name={"type": "string"}, ready={"type": "boolean"}),
+            "400": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}, "error": {"type": "string"}},
+            },
+        },
+        None,
+    ),
+    "model_infer": lambda label: (
+        f"Inference with model {label}",
+        {"200": _ref("V2InferenceResponse")},
+        _ref("V2InferenceRequest"),
+    ),
+}

@@ -1,0 +1,178 @@
+"""Settings from ``MEST_*`` environment variables: parsing, precedence, and errors that name the variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from mest import Mest
+from mest.app import Settings
+from mest.config import ConfigError, RequestLimits, apply_environment, env_name, from_environment, parse
+from mest.testing import TestClient
+from mest.webframeworks.wsgi import PlainWSGI
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MEST_* variable of the developer's shell leaks into these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MEST_"):
+            monkeypatch.delenv(name)
+
+
+# -- parse ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint", "expected"),
+    [
+        ("42", int, 42),
+        (" 1_000 ", int, 1000),
+        ("0.5", float, 0.5),
+        ("yes", bool, True),
+        ("Off", bool, False),
+        ("text", str, "text"),
+        ("json", Literal["text", "json"], "json"),
+        ("a, b,,c ", tuple[str, ...], ("a", "b", "c")),
+        ("", tuple[str, ...], ()),
+        ("", str | None, None),
+        ("None", str | None, None),
+        ("/live", str | None, "/live"),
+        ("a,b", tuple[str, ...] | None, ("a", "b")),
+        ("null", tuple[str, ...] | None, None),
+    ],
+)
+def test_parse(raw: str, hint: object, expected: object) -> None:
+    assert parse(raw, hint, "MEST_X") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint", "message"),
+    [
+        ("ten", int, "MEST_X='ten': expected an integer"),
+        ("fast", float, "MEST_X='fast': expected a number"),
+        ("maybe", bool, "MEST_X='maybe': expected true or false"),
+        ("xml", Literal["text", "json"], "MEST_X='xml': expected one of text, json"),
+        ("1", dict[str, int], "MEST_X: settings of type"),
+    ],
+)
+def test_parse_errors_name_the_variable(raw: str, hint: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(raw, hint, "MEST_X")
+    assert str(caught.value).startswith(message)
+
+
+def test_every_setting_can_be_read_from_the_environment() -> None:
+    """A field added to Settings with a type the environment cannot express fails here, not in production."""
+    hints = typing.get_type_hints(Settings)
+    for field in dataclasses.fields(Settings):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        text = "" if default is None else ",".join(default) if isinstance(default, tuple) else str(default)
+        assert parse(text, hints[field.name], env_name(field.name)) == default, field.name
+
+
+def test_every_setting_variable_is_documented() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    for field in dataclasses.fields(Settings):
+        assert f"`{env_name(field.name)}" in text, f"{env_name(field.name)} is missing from docs/cli.md"
+
+
+# -- Mest(...) settings ----------------------------------------------------------------------------------
+
+
+def test_variable_sets_a_setting_the_code_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEST_MAX_BODY_SIZE", "2048")
+    monkeypatch.setenv("MEST_HEALTH_LIVE_PATH", "/livez")
+    app = Mest(web_framework=PlainWSGI())
+    assert app.settings.max_body_size == 2048
+    client = TestClient(app)
+    assert client.get("/livez").status_code == 200
+    assert client.get("/health/live").status_code == 404
+
+
+def test_explicit_argument_wins_over_the_variable_even_when_it_equals_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEST_MAX_BODY_SIZE", "2048")
+    monkeypatch.setenv("MEST_HEALTH_READY_PATH", "/readyz")
+    app = Mest(PlainWSGI(), max_body_size=Settings.max_body_size, health_ready_path="/health/ready")
+    assert app.settings.max_body_size == Settings.max_body_size
+    assert app.settings.health_ready_path == "/health/ready"
+
+
+def test_default_applies_without_argument_or_variable() -> None:
+    assert Mest(PlainWSGI()).settings == Settings()
+
+
+def test_empty_variable_switches_an_optional_endpoint_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEST_HEALTH_LIVE_PATH", "")
+    app = Mest(PlainWSGI())
+    assert app.settings.health_live_path is None
+    assert ("GET", "/health/live") not in app.routes()
+
+
+def test_list_settings_from_comma_separated_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEST_API_KEYS", "key-one, key-two")
+    monkeypatch.setenv("MEST_CORS_ORIGINS", "https://a.example,http://localhost:3000")
+    monkeypatch.setenv("MEST_PUBLIC_PATHS", "/health/*")
+    settings = Mest(PlainWSGI()).settings
+    assert settings.api_keys == ("key-one", "key-two")
+    assert settings.cors_origins == ("https://a.example", "http://localhost:3000")
+    assert settings.public_paths == ("/health/*",)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MEST_MAX_BODY_SIZE", "big", "MEST_MAX_BODY_SIZE='big': expected an integer"),
+        ("MEST_MAX_BODY_SIZE", "-1", "MEST_MAX_BODY_SIZE='-1': max_body_size must be a non-negative integer"),
+        ("MEST_HEALTH_LIVE_PATH", "live", "MEST_HEALTH_LIVE_PATH='live': health_live_path must be a path"),
+        ("MEST_CORS_ORIGINS", "example.com", "MEST_CORS_ORIGINS='example.com': cors_origins entries must be"),
+    ],
+)
+def test_invalid_variable_fails_at_startup_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        Mest(PlainWSGI())
+    assert str(caught.value).startswith(message)
+
+
+def test_invalid_key_variable_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEST_API_KEYS", "good-key,bad key-secret")
+    with pytest.raises(ConfigError) as caught:
+        Mest(PlainWSGI())
+    message = str(caught.value)
+    assert message.startswith("MEST_API_KEYS=<hidden>: api_keys[1] is not a valid key")
+    assert "secret" not in message and "good-key" not in message
+
+
+def test_invalid_variable_of_an_explicit_setting_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEST_MAX_BODY_SIZE", "big")
+    assert Mest(PlainWSGI(), max_body_size=5).settings.max_body_size == 5
+
+
+# -- the generic machinery, on any dataclass -----------------------------------------------------------
+
+
+def test_apply_environment_on_request_limits() -> None:
+    limits = apply_environment(
+        RequestLimits(), environ={"MEST_LIMIT_REQUEST_LINE": "512", "MEST_LIMIT_REQUEST_FIELDS": "20"}
+    )
+    assert limits == RequestLimits(limit_request_line=512, limit_request_fields=20)
+    assert apply_environment(RequestLimits(), explicit={"limit_request_line"},
+                             environ={"MEST_LIMIT_REQUEST_LINE": "1"}) == RequestLimits()
+    with pytest.raises(ConfigError, match=r"^MEST_LIMIT_REQUEST_FIELDS='-3': limit_request_fields must be"):
+        apply_environment(RequestLimits(), environ={"MEST_LIMIT_REQUEST_FIELDS": "-3"})
+
+
+def test_from_environment_reads_only_the_dataclass_fields() -> None:
+    environ = {"MEST_LIMIT_REQUEST_LINE": "100", "MEST_OTHER": "x", "LIMIT_REQUEST_FIELDS": "3"}
+    assert from_environment(RequestLimits, environ) == {"limit_request_line": 100}
