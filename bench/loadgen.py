@@ -235,7 +235,8 @@ def run_load(
     try:
         runner.open(concurrency)
         runner.loop(warmup_s, duration_s, request_timeout_s)
-        ages = [runner.end - conn.sent_at for conn in runner.conns]  # every connection has one in flight
+        # Every connection has one request in flight; one sent after the end has age 0.
+        ages = [max(0.0, runner.end - conn.sent_at) for conn in runner.conns]
     finally:
         runner.close()
     window = (runner.measure_from + wall_offset, runner.end + wall_offset)

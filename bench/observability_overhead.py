@@ -11,7 +11,10 @@ Mest does around the predictor:
 * ``metrics+log (multiprocess)``: the same with prometheus_client's multiprocess (mmap file) values, as
   under gunicorn.
 
-Run from the repository root: ``python bench/observability_overhead.py`` (about a minute on 2 cores).
+A second table times the metric calls of one request alone (no HTTP, no predictor), which is steadier than
+the difference of two end-to-end timings on a busy machine.
+
+Run from the repository root: ``python bench/observability_overhead.py`` (about two minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -64,32 +67,75 @@ for _ in range(repeats):
 print(best * 1e6)
 """
 
-CONFIGS = ["bare", "metrics", "metrics+log", "metrics+log (multiprocess)"]
+_HOOKS = r"""
+import logging, os, sys, time
+from mest.api import Request, Response
+from mest.observability import Observability
+access = sys.argv[1] == "access"  # else "metrics"
+n = int(sys.argv[2])
+repeats = int(sys.argv[3])
+handler = logging.StreamHandler(open(os.devnull, "w"))
+logging.getLogger("mest").addHandler(handler)
+logging.getLogger("mest").setLevel(logging.INFO)
+logging.getLogger("mest").propagate = False
+obs = Observability(lambda route: None, metrics=not access, access_log=access)
+endpoint = obs.endpoint("POST", "/echo")
+model = obs.model("echo", None)
+req, resp = Request("POST", "/echo"), Response(b"", 200)
+endpoint.begin()  # binds this process's metrics
+endpoint.end(req, resp, 0.0005)
+
+def one_request():
+    endpoint.begin()
+    if model is not None:
+        model.stage_finished("pre_process", 0.0001)
+        model.batch_observer.batch_started(1, (0.00001,))
+        model.stage_finished("infer", 0.0002)
+        model.stage_finished("post_process", 0.0001)
+    endpoint.end(req, resp, 0.0005)
+
+best = float("inf")
+for _ in range(repeats):
+    started = time.perf_counter()
+    for _ in range(n):
+        one_request()
+    best = min(best, (time.perf_counter() - started) / n)
+print(best * 1e6)
+"""
+
+#: End to end through the TestClient: row label -> (child argument, multiprocess values).
+CONFIGS = {
+    "bare": ("bare", False),
+    "metrics": ("metrics", False),
+    "metrics+log": ("metrics+log", False),
+    "metrics+log (multiprocess)": ("metrics+log", True),
+}
+#: The hooks alone: row label -> (child argument, multiprocess values).
+HOOKS = {
+    "metric hooks": ("metrics", False),
+    "metric hooks (multiprocess)": ("metrics", True),
+    "access line": ("access", False),
+}
 
 
-def run(config: str, n: int, repeats: int, pythonpath: str | None = None) -> float:
+def run(code: str, arg: str, multiprocess: bool, n: int, repeats: int, pythonpath: str | None = None) -> float:
     env = dict(os.environ)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryDirectory() as tmp:
-        if config.endswith("(multiprocess)"):
+        if multiprocess:
             env["PROMETHEUS_MULTIPROC_DIR"] = tmp
-        name = config.split(" ")[0]
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, name, str(n), str(repeats)],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
+            [sys.executable, "-c", code, arg, str(n), str(repeats)], env=env, check=True, capture_output=True, text=True
         )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=10000, help="requests per timing")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("-n", type=int, default=3000, help="requests per timing (x10 for the hooks alone)")
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--baseline-src", help="also time plain Mest() from this source tree (e.g. an export of an older commit)"
@@ -97,15 +143,21 @@ def main() -> int:
     args = parser.parse_args()
     results = {}
     if args.baseline_src:
-        results["baseline (--baseline-src)"] = run("plain", args.n, args.repeats, pythonpath=args.baseline_src)
-    results.update({config: run(config, args.n, args.repeats) for config in CONFIGS})
+        results["baseline (--baseline-src)"] = run(
+            _CHILD, "plain", False, args.n, args.repeats, pythonpath=args.baseline_src
+        )
+    results.update({label: run(_CHILD, arg, mp, args.n, args.repeats) for label, (arg, mp) in CONFIGS.items()})
+    hooks = {label: run(_HOOKS, arg, mp, args.n * 10, args.repeats) for label, (arg, mp) in HOOKS.items()}
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({**results, **hooks}, indent=2))
         return 0
     bare = results["bare"]
-    print(f"{'configuration':<30} {'us/request':>10} {'overhead':>10}")
+    print(f"{'configuration':<34} {'us/request':>10} {'overhead':>10}")
     for config, us in results.items():
-        print(f"{config:<30} {us:>10.1f} {us - bare:>+10.1f}")
+        print(f"{config:<34} {us:>10.1f} {us - bare:>+10.1f}")
+    print(f"\n{'the hooks of one request alone':<34} {'us':>10}")
+    for config, us in hooks.items():
+        print(f"{config:<34} {us:>10.2f}")
     return 0
 
 

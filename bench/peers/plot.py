@@ -5,6 +5,7 @@ Run by run.py in the ``plot`` venv (matplotlib): ``python plot.py results.json W
 
 import json
 import sys
+import textwrap
 
 import matplotlib
 
@@ -49,10 +50,10 @@ def main(results_path: str, workload: str, out: str) -> None:
     axes[0].set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
     label = results.get("label") or ""
-    fig.suptitle(
-        f"{workload}, {results['started']}, median of {results['repeats']} x {results['duration_s']:g} s"
-        + (f" ({label})" if label else "")
-    )
+    title = f"{workload}: {results['started']}, median of {results['repeats']} x {results['duration_s']:g} s per point"
+    if label:
+        title += "\n" + textwrap.shorten(label, 160)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

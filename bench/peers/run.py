@@ -659,7 +659,9 @@ def measure(
         startup = time.monotonic() - started
         url = running.url + path
         if args.warmup > 0:
-            run_wrk(ctx["wrk"], url, body_file, max(ctx["connections"]), args.warmup, running.log)
+            # At the lowest count: requests still queued when wrk stops are served after it has gone, so a
+            # warm-up at 64 connections would leave a backlog that the next (smaller) measurement pays for.
+            run_wrk(ctx["wrk"], url, body_file, ctx["connections"][0], args.warmup, running.log)
         for c in ctx["connections"]:
             r = run_wrk(ctx["wrk"], url, body_file, c, args.duration, running.log)
             r.update(workload=workload, server=server.name, repeat=repeat, startup_s=round(startup, 1))
@@ -680,7 +682,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = RESULTS / f"peers-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     workloads = args.workloads.split(",")
-    ctx = {"run_dir": run_dir, "wrk": ensure_wrk(), "connections": [int(c) for c in args.connections.split(",")]}
+    ctx = {
+        "run_dir": run_dir,
+        "wrk": ensure_wrk(),
+        "connections": sorted({int(c) for c in args.connections.split(",")}),
+    }
     if shutil.which("taskset") is None:
         raise SystemExit("taskset (util-linux) is needed to pin the servers and wrk to cores")
     plan: dict[str, list[Server]] = {}
@@ -954,6 +960,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.report_only).resolve()
         report(json.loads(path.read_text()), path, docs=not args.no_docs)
         return 0
+    # SIGTERM ends the run like Ctrl-C does: through the `finally` that stops the server being measured.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = benchmark(args)
     report(results, RESULTS / f"peers-{results['started']}" / "results.json", docs=not args.no_docs)
     return 1 if results["failures"] else 0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..api import BodyTooLarge, Request, Response
-from ._logging import LogFormat, access_logger, configure_logging, describe_body, safe_text
+from ._logging import ACCESS_LOGGER, LogFormat, access_logger, configure_logging, describe_body, safe_text
 from ._metrics import EndpointMetrics, Metrics, ModelMetrics, _Pid
 
 if TYPE_CHECKING:
@@ -144,7 +144,9 @@ class EndpointObserver:
             fields["body"] = body
             msg += " body=%s"
             args += (body,)
-        access_logger.info(msg, *args, extra=fields)
+        # makeRecord + handle is what .info() does after its level check, minus the stack walk that finds the
+        # caller's file and line (a fifth of the cost of a line, and always this function anyway).
+        access_logger.handle(access_logger.makeRecord(ACCESS_LOGGER, _INFO, __file__, 0, msg, args, None, None, fields))
 
 
 def _read_body(req: Request) -> str:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OPENAPI_VERSION",
-    "OpenAPIEndpoint",
     "SWAGGER_UI_VERSION",
+    "OpenAPIEndpoint",
     "asset_paths",
     "build_spec",
     "docs_endpoints",

@@ -10,6 +10,7 @@ import functools
 import gzip
 import html
 import posixpath
+import zlib
 from collections.abc import Callable
 from importlib import resources
 
@@ -30,7 +31,7 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
-_CACHE = "public, max-age=86400"
+_CACHE = "public, max-age=86400"  # the page's links carry a version, so an upgrade is never served stale
 
 # No inline script (the CSP forbids it): the page's own settings are read from data attributes.
 _INIT_JS = b"""window.addEventListener("load", function () {
@@ -47,6 +48,8 @@ _INIT_JS = b"""window.addEventListener("load", function () {
 });
 """
 
+_ASSETS_VERSION = f"{SWAGGER_UI_VERSION}-{zlib.crc32(_INIT_JS):08x}"
+
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -54,12 +57,12 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="{base}swagger-ui.css">
+<link rel="stylesheet" href="{base}swagger-ui.css?v={v}">
 </head>
 <body>
 <div id="swagger-ui" data-spec-url="{spec_url}"></div>
-<script src="{base}swagger-ui-bundle.js"></script>
-<script src="{base}swagger-init.js"></script>
+<script src="{base}swagger-ui-bundle.js?v={v}"></script>
+<script src="{base}swagger-init.js?v={v}"></script>
 </body>
 </html>
 """
@@ -106,6 +109,7 @@ def docs_endpoints(docs_path: str, openapi_path: str, title: str) -> list[tuple[
     base = docs_path.rstrip("/")
     asset_base = _relative(f"{base}/x", docs_path)[:-1]  # "docs/" for /docs, "" for /
     page = _PAGE.format(
+        v=_ASSETS_VERSION,
         title=html.escape(f"{title} - API docs"),
         base=html.escape(asset_base),
         spec_url=html.escape(_relative(openapi_path, docs_path)),
