@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,21 @@ from mest import Mest
 from mest.webframeworks import WebFramework
 from mest.webframeworks.falcon import FalconFramework
 from mest.webframeworks.wsgi import PlainWSGI
+
+ROOT = Path(__file__).resolve().parent.parent
+IRIS_MODEL = ROOT / "examples" / "iris" / "models" / "logistic_regression.pkl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Train the bundled iris model (git-ignored, seconds to make) before any test module loads it."""
+    if IRIS_MODEL.exists():
+        return
+    spec = importlib.util.spec_from_file_location("iris_train", ROOT / "examples" / "iris" / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    train.main(out=IRIS_MODEL)
+
 
 #: Every adapter Mest ships, by the id tests are parametrized with.
 ADAPTERS: dict[str, Callable[[], WebFramework]] = {

@@ -656,20 +656,21 @@ def test_model_ready(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "message"),
     [
-        ("GET", "/v2/models/nope"),
-        ("GET", "/v2/models/nope/ready"),
-        ("POST", "/v2/models/nope/infer"),
-        ("GET", "/v2/models/scaler/versions/9"),
-        ("GET", "/v2/models/scaler/versions/9/ready"),
-        ("POST", "/v2/models/scaler/versions/9/infer"),
-        ("POST", "/v2/models/iris/versions/1/infer"),
+        ("GET", "/v2/models/nope", "Unknown model 'nope'"),
+        ("GET", "/v2/models/nope/ready", "Unknown model 'nope'"),
+        ("POST", "/v2/models/nope/infer", "Unknown model 'nope'"),
+        ("GET", "/v2/models/scaler/versions/9", "Unknown version '9' of model 'scaler'"),
+        ("GET", "/v2/models/scaler/versions/9/ready", "Unknown version '9' of model 'scaler'"),
+        ("POST", "/v2/models/scaler/versions/9/infer", "Unknown version '9' of model 'scaler'"),
+        ("POST", "/v2/models/iris/versions/1/infer", "Unknown version '1' of model 'iris'"),
+        ("GET", "/v2/models/scaler/nothing", "No V2 endpoint matches"),
     ],
 )
-def test_unknown_model_or_version_is_404(client: TestClient, method: str, path: str) -> None:
+def test_unknown_model_or_version_is_404(client: TestClient, method: str, path: str, message: str) -> None:
     result = client.request(method, path, json=infer_doc(tensor("a", "FP32", [1], [1])))
-    assert_v2_error(result, 404, "No route matches")
+    assert_v2_error(result, 404, message)
 
 
 def test_wrong_method_is_405(client: TestClient) -> None:

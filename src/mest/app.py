@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -20,6 +19,7 @@ from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
 from .observability import Observability, configure_logging
+from .observability._request_ids import new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import v2
@@ -270,6 +270,8 @@ class Mest:
             ValueError: Invalid or already-registered route, name, or settings.
         """
         _check_predictor(predictor)
+        v2.declared_tensors(predictor, "inputs")  # a bad declaration must fail before anything is registered
+        v2.declared_tensors(predictor, "outputs")
         if not isinstance(route, str) or not _ROUTE_RE.fullmatch(route):
             raise ValueError(
                 f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
@@ -363,7 +365,7 @@ class Mest:
                 observer.begin()
             client_id = req.headers.get("x-request-id")
             req.request_id = (
-                client_id if client_id and _REQUEST_ID_RE.fullmatch(client_id) else uuid.uuid4().hex
+                client_id if client_id and _REQUEST_ID_RE.fullmatch(client_id) else new_request_id()
             )
             req.max_body_size = max_body_size
             try:
@@ -415,6 +417,8 @@ class Mest:
                 f"Method {req.method} is not allowed on this route; allowed: {allowed}.",
                 headers={"Allow": allowed},
             )
+        if req.path.startswith("/v2/models/"):
+            raise NotFound(v2.unknown_model_message(req.path, self.pipelines))
         raise NotFound(f"No route matches {req.path[:200]!r}.")
 
     def _live(self, req: Request) -> Response:

@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from ..app import Mest
     from ..pipeline import Pipeline
 
-__all__ = ["EXTENSIONS", "declared_tensors", "default_version", "model_endpoints", "server_endpoints"]
+__all__ = [
+    "EXTENSIONS",
+    "declared_tensors",
+    "default_version",
+    "model_endpoints",
+    "server_endpoints",
+    "unknown_model_message",
+]
 
 Endpoint = tuple[str, str, Handler]
 
@@ -149,6 +156,18 @@ def model_endpoints(app: Mest, pipeline: Pipeline) -> list[Endpoint]:
     if [p for p in app.pipelines if p.config.name == name] in ([], [pipeline]):
         endpoints += _ModelEndpoints(app, name).endpoints(f"/v2/models/{name}")
     return endpoints
+
+
+def unknown_model_message(path: str, pipelines: Sequence[Pipeline]) -> str:
+    """The 404 message for a ``/v2/models/...`` path that no registration serves: which part is unknown."""
+    parts = path[len("/v2/models/"):].split("/")
+    name = parts[0][:128]
+    versions = [p.config.version for p in pipelines if p.config.name == name]
+    if not versions:
+        return f"Unknown model {name!r}."
+    if len(parts) >= 2 and parts[1] == "versions" and len(parts) >= 3 and parts[2] not in versions:
+        return f"Unknown version {parts[2][:128]!r} of model {name!r}."
+    return f"No V2 endpoint matches {path[:200]!r}."
 
 
 def default_version(pipelines: Sequence[Pipeline]) -> Pipeline:

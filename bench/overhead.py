@@ -1,0 +1,124 @@
+"""In-process overhead of Mest per request: a WSGI call through Mest vs the same model in a bare falcon resource.
+
+No sockets: both apps are called directly with the same WSGI environ, so the difference is exactly what Mest
+adds per request (routing through its adapter, request object, request id, JSON decode/encode, queue hand-off,
+metrics, access log). Mest runs with its defaults: metrics, access log and request ids on. The access log goes
+to a stream on ``os.devnull`` so formatting is measured but no terminal I/O.
+
+Usage::
+
+    python bench/overhead.py                 # trivial model (isolates Mest's own cost)
+    python bench/overhead.py --model iris    # the seed's LogisticRegression (needs examples/iris trained)
+
+Prints the median over repeats of µs per request for each app, and Mest's overhead in µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import falcon
+import numpy as np
+import orjson
+
+from mest import Mest
+from mest.predictors import PredictorBase
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = b'{"features": [[5.1, 3.5, 1.4, 0.2]]}'
+
+
+def load_model(kind: str) -> Callable[[Any], Any]:
+    if kind == "iris":
+        import joblib
+
+        model = joblib.load(ROOT / "examples" / "iris" / "models" / "logistic_regression.pkl")
+        return lambda features: model.predict_proba(features)[0]
+    constant = np.array([0.9, 0.05, 0.05])
+    return lambda features: constant
+
+
+def mest_app(predict: Callable[[Any], Any]) -> Mest:
+    class Predictor(PredictorBase):
+        def pre_process(self, input_data: Any, req: Any) -> Any:
+            return input_data["features"]
+
+        def infer(self, processed_data: Any) -> Any:
+            return predict(processed_data)
+
+        def post_process(self, prediction: Any, req: Any) -> Any:
+            return {"probability": prediction}
+
+    app = Mest()
+    app.add_inference_handler(Predictor(), "/api/v1/predict")
+    return app
+
+
+def falcon_app(predict: Callable[[Any], Any]) -> falcon.App:  # type: ignore[type-arg]
+    class Resource:
+        def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+            data = orjson.loads(req.bounded_stream.read())
+            resp.data = orjson.dumps({"probability": predict(data["features"])}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    app = falcon.App()
+    app.add_route("/api/v1/predict", Resource())
+    return app
+
+
+def environ() -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/predict", "QUERY_STRING": "", "SERVER_NAME": "bench",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.input": io.BytesIO(BODY),
+        "CONTENT_LENGTH": str(len(BODY)), "CONTENT_TYPE": "application/json", "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr, "wsgi.input_terminated": True, "HTTP_HOST": "bench",
+        "HTTP_USER_AGENT": "bench", "HTTP_ACCEPT": "*/*", "REMOTE_ADDR": "127.0.0.1",
+    }
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    pass
+
+
+def per_request_us(app: Callable[..., Iterable[bytes]], n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        b"".join(app(environ(), _start_response))
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["trivial", "iris"], default="trivial")
+    parser.add_argument("-n", type=int, default=20000, help="requests per repeat")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    sink = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    logging.getLogger("mest").addHandler(sink)
+    logging.getLogger("mest").propagate = False
+    predict = load_model(args.model)
+    apps = {"mest": mest_app(predict), "falcon": falcon_app(predict)}
+    outputs = {name: b"".join(app(environ(), _start_response)) for name, app in apps.items()}
+    assert orjson.loads(outputs["mest"]) == orjson.loads(outputs["falcon"]), outputs
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(args.repeats):  # alternate, so drift on a noisy machine hits both alike
+        for name, app in apps.items():
+            samples[name].append(per_request_us(app, args.n))
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"model={args.model} n={args.n} repeats={args.repeats}")
+    for name, value in med.items():
+        print(f"  {name:<7} {value:8.1f} µs/request (min {min(samples[name]):.1f})")
+    print(f"  overhead {med['mest'] - med['falcon']:8.1f} µs/request (min-to-min "
+          f"{min(samples['mest']) - min(samples['falcon']):.1f})")
+
+
+if __name__ == "__main__":
+    main()
