@@ -29,6 +29,17 @@ def json_lines(server: RunningServer) -> list[dict[str, Any]]:
     return [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
 
 
+def wait_for_access_records(server: RunningServer, *request_ids: str) -> list[dict[str, Any]]:
+    """The JSON lines once an access record of every request id has been read from the server's output."""
+    deadline = time.monotonic() + 20
+    while True:
+        records = json_lines(server)
+        logged = {r.get("request_id") for r in records if r.get("logger") == "mest.access"}
+        if set(request_ids) <= logged or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
 def test_gunicorn_prints_text_access_lines_with_no_configuration() -> None:
     with gunicorn("observed_app:app", workers=2) as server, server.client() as http:
         ids = []
@@ -49,8 +60,7 @@ def test_gunicorn_prints_json_lines_when_asked() -> None:
         ok = http.post("/sum", json={"features": [1, 2, 3]})
         invalid = http.post("/sum", json={"features": "many"})
         boom = http.post("/boom", json={})
-        wait_for_lines(server, r'"logger":"mest.access"', 3)
-        records = json_lines(server)
+        records = wait_for_access_records(server, *(r.headers["x-request-id"] for r in (ok, invalid, boom)))
     assert (ok.status_code, invalid.status_code, boom.status_code) == (200, 422, 500)
     assert "exploded" not in boom.text and "Traceback" not in boom.text
     access = {r["request_id"]: r for r in records if r["logger"] == "mest.access"}
@@ -68,8 +78,7 @@ def test_dev_server_prints_json_lines_when_asked() -> None:
     with dev_server("observed_app.py", env={"MEST_LOG_FORMAT": "json"}) as server, server.client() as http:
         response = http.post("/echo", json={"n": 1})
         assert response.status_code == 200
-        wait_for_lines(server, r'"logger":"mest.access"', 1)
-        records = json_lines(server)
+        records = wait_for_access_records(server, response.headers["x-request-id"])
     (access,) = [r for r in records if r["logger"] == "mest.access" and r["route"] == "/echo"]
     assert access["request_id"] == response.headers["x-request-id"]
     assert access["method"] == "POST" and access["status"] == 200

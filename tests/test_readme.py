@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,34 @@ def test_quickstart_commands_exist_and_are_executable() -> None:
     commands = set(re.findall(r"^(\./scripts/[\w-]+)$", README, flags=re.M))
     assert {"./scripts/serve-example", "./scripts/test"} <= commands
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_schema_example_validates_requests() -> None:
+    pytest.importorskip("pydantic")
+    from mest import Mest
+
+    namespace: dict[str, object] = {}
+    exec(compile(_block_containing("request_schema = IrisRequest"), "README-schemas", "exec"), namespace)
+    app = Mest()
+    app.add_inference_handler(namespace["SchemaPredictor"](), "/sums")  # type: ignore[operator]
+    client = TestClient(app)
+    good = client.post("/sums", json={"features": [[1.0, 2.0], [3.0, 4.0]]})
+    assert good.status_code == 200 and good.json() == {"sums": [3.0, 7.0]}
+    bad = client.post("/sums", json={"features": "not a matrix"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"], bad.json()
+
+
+@pytest.mark.server
+def test_v2_client_example_talks_to_the_served_seed_example(iris_dir: Path) -> None:
+    pytest.importorskip("tritonclient.http")
+    from support.servers import gunicorn
+
+    shutil.copy(ROOT / "examples" / "iris" / "app.py", iris_dir / "app.py")
+    code = _block_containing("InferenceServerClient(")
+    with gunicorn("app:app", worker_class="gevent", cwd=iris_dir) as server:
+        address = server.url.removeprefix("http://")
+        namespace: dict[str, object] = {}
+        exec(compile(code.replace('"localhost:5000"', repr(address)), "README-v2", "exec"), namespace)
+        probabilities = namespace["result"].as_numpy("probability")  # type: ignore[attr-defined]
+        assert probabilities.shape == (3,) and abs(float(probabilities.sum()) - 1.0) < 1e-6
