@@ -242,11 +242,13 @@ def finish_profile(profiler: tuple[subprocess.Popen[str], Path], name: str) -> d
     return {"samples": total, "percent": shares, "raw": str(out.relative_to(ROOT))}
 
 
-def batch_sizes(url: str, window: list[float]) -> list[int]:
+def batch_log(url: str, window: list[float]) -> tuple[list[int], float]:
+    """The batch sizes formed in the window, and the seconds the worker spent inside the model."""
     req = urllib.request.Request(url + "/bench/stats", data=b"{}", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         stats = json.load(resp)
-    return [size for t, size in stats["batches"] if window[0] <= t <= window[1]]
+    entries = [(size, seconds) for t, size, seconds in stats["batches"] if window[0] <= t <= window[1]]
+    return [size for size, _ in entries], sum(seconds for _, seconds in entries)
 
 
 def describe_sizes(sizes: list[int]) -> dict[str, Any]:
@@ -318,7 +320,9 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 if profiler is not None:
                     result.setdefault("profile", {})[mode] = finish_profile(profiler, f"{name} {mode}")
-                sizes = batch_sizes(url, summary["window"])
+                sizes, model_s = batch_log(url, summary["window"])
+                summary["in_model_share"] = round(model_s / args.duration, 3)
+                summary["in_model_ms_per_item"] = round(1000 * model_s / sum(sizes), 3) if sizes else None
                 run = {"mode": mode, "max_batch_size": max_batch, **summary, "batch_sizes": describe_sizes(sizes)}
                 if name == "W2" and mode == "batched" and clients == max(args.clients):
                     run["_sizes"] = sizes
@@ -381,8 +385,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`",
         "",
         "| workload | mode | clients | req/s | p50 ms | p99 ms | errors | oldest unanswered at end, ms "
-        "| batch size mean / p50 / max | server CPU use | req per CPU-s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |",
+        "| batch size mean / p50 / max | server CPU use | req per CPU-s | time in infer: share, ms per request |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for name, res in report["workloads"].items():
         for r in res["runs"]:
@@ -393,6 +397,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {r['mode']} | {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {errors} | {r['oldest_unfinished_ms']:.0f} |"
                 f" {bs} | {100 * r['server_cpu_util']:.0f}% | {r['rps_per_cpu_s']} |"
+                f" {100 * r['in_model_share']:.0f}%, {r['in_model_ms_per_item']} |"
             )
     w2 = report["workloads"].get("W2", {})
     if "ceiling" in w2:

@@ -76,11 +76,22 @@ def falcon_app(predict: Callable[[Any], Any]) -> falcon.App:  # type: ignore[typ
 
 def environ() -> dict[str, Any]:
     return {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/predict", "QUERY_STRING": "", "SERVER_NAME": "bench",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.input": io.BytesIO(BODY),
-        "CONTENT_LENGTH": str(len(BODY)), "CONTENT_TYPE": "application/json", "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr, "wsgi.input_terminated": True, "HTTP_HOST": "bench",
-        "HTTP_USER_AGENT": "bench", "HTTP_ACCEPT": "*/*", "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/predict",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.input": io.BytesIO(BODY),
+        "CONTENT_LENGTH": str(len(BODY)),
+        "CONTENT_TYPE": "application/json",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.input_terminated": True,
+        "HTTP_HOST": "bench",
+        "HTTP_USER_AGENT": "bench",
+        "HTTP_ACCEPT": "*/*",
+        "REMOTE_ADDR": "127.0.0.1",
     }
 
 
@@ -116,8 +127,10 @@ def main() -> None:
     print(f"model={args.model} n={args.n} repeats={args.repeats}")
     for name, value in med.items():
         print(f"  {name:<7} {value:8.1f} µs/request (min {min(samples[name]):.1f})")
-    print(f"  overhead {med['mest'] - med['falcon']:8.1f} µs/request (min-to-min "
-          f"{min(samples['mest']) - min(samples['falcon']):.1f})")
+    print(
+        f"  overhead {med['mest'] - med['falcon']:8.1f} µs/request (min-to-min "
+        f"{min(samples['mest']) - min(samples['falcon']):.1f})"
+    )
 
 
 if __name__ == "__main__":

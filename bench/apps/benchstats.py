@@ -1,7 +1,8 @@
 """A ``/bench/stats`` route for the benchmark apps: the batch sizes the predictor saw, with timestamps.
 
 The load generator's driver reads it after a run to know which batch sizes actually formed during the
-measured window (the model-only ceiling is measured at exactly those sizes).
+measured window (the model-only ceiling is measured at exactly those sizes) and how much of the window the
+worker spent inside the model.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from mest.predictors import PredictorBase
 
 
 class BatchLog:
-    """Records ``(time.time(), size)`` for every ``infer`` call."""
+    """Records ``(time.time(), size, seconds spent in the model)`` for every ``infer`` call."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.entries: list[tuple[float, int]] = []
+        self.entries: list[tuple[float, int, float]] = []
 
-    def record(self, size: int) -> None:
+    def record(self, size: int, seconds: float) -> None:
         with self._lock:
-            self.entries.append((time.time(), size))
+            self.entries.append((time.time(), size, seconds))
 
 
 class StatsPredictor(PredictorBase):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from benchstats import BatchLog, add_stats_route
@@ -43,9 +44,10 @@ class Embedder(PredictorBase):
 
     def infer(self, processed_data: Any) -> Any:
         texts = processed_data if self.batched else [processed_data]
-        if self.log is not None:
-            self.log.record(len(texts))
+        started = time.perf_counter()
         vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+        if self.log is not None:
+            self.log.record(len(texts), time.perf_counter() - started)
         return vectors if self.batched else vectors[0]
 
     def post_process(self, prediction: Any, req: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The ``mest`` command: ``serve`` an app under gunicorn, list its ``routes``, ``check`` it before deploying.
+"""The ``mest`` command: ``serve`` an app under gunicorn, list its ``routes``, ``check`` it, ``bench`` a server.
 
 Built on click (small, stable, no dependencies of its own, with a test runner): every flag of ``mest serve``
 can also come from a ``MEST_*`` environment variable, a flag on the command line wins over the variable, and

@@ -6,13 +6,14 @@ hardened for the internet; production runs under gunicorn.
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 import socketserver
 import sys
 import threading
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
@@ -41,7 +42,7 @@ class _ChunkedBody:
     A malformed chunk header ends the body: the request then fails as malformed input, never hangs.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self._raw = raw
         self._left = 0
         self._done = False

@@ -28,9 +28,11 @@ class WebFramework:
     On the app's first request Mest calls :meth:`add_route` once per (method, path) and
     :meth:`set_fallback` once, then serves through :meth:`wsgi_app` (routes registered later are added as they
     come). An adapter that leaves a method unimplemented can still be constructed and passed to ``Mest``;
-    serving with it raises ``NotImplementedError`` naming the method. Paths are exact (no templates): Mest
-    expands everything it serves into concrete paths, so a dictionary is a sufficient router. Build each :class:`~mest.api.Request` with the body left
-    unread (pass ``stream`` and ``content_length``) so Mest can refuse an oversized body before reading it;
+    serving with it raises ``NotImplementedError`` naming the method.
+
+    Paths are exact (no templates): Mest expands everything it serves into concrete paths, so a dictionary is
+    a sufficient router. Build each :class:`~mest.api.Request` with the body left unread (pass ``stream`` and
+    ``content_length``) so Mest can refuse an oversized body before reading it;
     :func:`mest.webframeworks.wsgi.request_from_environ` does that for any WSGI environ.
     """
 
