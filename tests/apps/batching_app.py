@@ -131,10 +131,4 @@ class Control(PredictorBase):
 app.add_inference_handler(Control(), "/control")
 
 if __name__ == "__main__":
-    from mest.server.dev import DevServer
-
-    # socketserver's default listen backlog is 5: more simultaneous connects than that (the tests open 16+)
-    # overflow it and, with SYN cookies on, the kernel answers the overflow with resets. Reported for the dev
-    # server; harmless once DevServer sets a larger request_queue_size itself.
-    DevServer.request_queue_size = max(DevServer.request_queue_size, 1024)
     app.run()

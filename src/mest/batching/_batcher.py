@@ -123,6 +123,7 @@ class _State:
         self.leading = False
         self.arriving = 0
         self.submitted = 0
+        self.deadlines = False  # some request ever came with a deadline: only then scan the queue for expiry
         self.batches = 0
         self.inferred = 0
         self.failed_batches = 0
@@ -231,6 +232,8 @@ class Batcher:
                 )
             st.queue.append(item)
             st.submitted += 1
+            if deadline is not None:
+                st.deadlines = True
             if st.leading:
                 item.event = threading.Event()
                 st.batch_ready.notify()
@@ -320,7 +323,7 @@ class Batcher:
 
     def _expire_due(self, st: _State, now: float) -> None:
         """Drop queued items whose deadline passed: they are answered 504 and never reach the model."""
-        if not any(it.deadline is not None and it.deadline <= now for it in st.queue):
+        if not st.deadlines or not any(it.deadline is not None and it.deadline <= now for it in st.queue):
             return
         keep: deque[_Item] = deque()
         for it in st.queue:
