@@ -48,10 +48,7 @@ if config == "plain":  # a Mest without these settings (an older checkout, for c
 elif config == "bare":
     app = Mest(metrics_path=None, access_log=False)
 else:
-    handler = logging.StreamHandler(open(os.devnull, "w"))
-    logging.getLogger("mest").addHandler(handler)
-    logging.getLogger("mest").setLevel(logging.INFO)
-    logging.getLogger("mest").propagate = False
+    sys.stderr = open(os.devnull, "w")  # Mest's own zero-configuration handler writes there
     app = Mest(access_log=config != "metrics")
 app.add_inference_handler(Echo(), "/echo")
 client = TestClient(app)
@@ -74,10 +71,7 @@ from mest.observability import Observability
 access = sys.argv[1] == "access"  # else "metrics"
 n = int(sys.argv[2])
 repeats = int(sys.argv[3])
-handler = logging.StreamHandler(open(os.devnull, "w"))
-logging.getLogger("mest").addHandler(handler)
-logging.getLogger("mest").setLevel(logging.INFO)
-logging.getLogger("mest").propagate = False
+sys.stderr = open(os.devnull, "w")  # Mest's own zero-configuration handler writes there
 obs = Observability(lambda route: None, metrics=not access, access_log=access)
 endpoint = obs.endpoint("POST", "/echo")
 model = obs.model("echo", None)

@@ -41,6 +41,9 @@ LAUNCHERS = {
     "mest-gthread": lambda: mest_argv(
         "lifecycle_app:app", "-w", str(WORKERS), "-k", "gthread", "--threads", "8", "--graceful-timeout", GRACEFUL
     ),
+    "mest-granian": lambda: mest_argv(
+        "lifecycle_app:app", "--server", "granian", "-w", str(WORKERS), "--threads", "8", "--graceful-timeout", GRACEFUL
+    ),
     "gunicorn-gevent": lambda: gunicorn_argv(
         "lifecycle_app:app", "-w", str(WORKERS), "-k", "gevent", "--graceful-timeout", GRACEFUL
     ),
@@ -79,7 +82,7 @@ class Load:
                     return
                 self.ok[request_id] = body
 
-    def start(self, limit: int = 2000) -> Load:
+    def start(self, limit: int = 20000) -> Load:
         for _ in range(LOADERS):
             thread = threading.Thread(target=self._run, args=(limit,), daemon=True)
             thread.start()
@@ -162,7 +165,7 @@ def test_sigterm_drains_in_flight_and_queued_requests_and_refuses_new_connection
     assert set(load.failed.values()) <= {"ConnectError", "ReadError", "RemoteProtocolError", "WriteError"}
 
 
-@pytest.mark.parametrize("launcher", ["mest-gevent", "gunicorn-gevent"])
+@pytest.mark.parametrize("launcher", ["mest-gevent", "mest-granian", "gunicorn-gevent"])
 def test_sighup_replaces_workers_with_new_code_without_dropping_a_request(launcher: str, lab: Path) -> None:
     with serve(launcher, lab) as server, ThreadPoolExecutor(HELD) as pool:
         old_workers = children(server.pid)
@@ -190,13 +193,18 @@ def test_sighup_replaces_workers_with_new_code_without_dropping_a_request(launch
     assert len(new_workers) == WORKERS and not new_workers & old_workers
     assert [a.status_code for a in answers] == [200] * HELD
     assert {a.json()["generation"] for a in answers} == {"1"}  # finished by the old code that accepted them
-    # The listening socket never closed: not a single request failed, not even at the connection level.
-    assert load.failed == {}
+    if launcher == "mest-granian":
+        # granian's reload is not hitless (docs/production.md): a connection arriving while it swaps workers can
+        # be refused or reset, always before the app reads it (checked below).
+        assert set(load.failed.values()) <= {"ConnectError", "ReadError", "RemoteProtocolError", "WriteError"}
+    else:
+        # The listening socket never closed: not a single request failed, not even at the connection level.
+        assert load.failed == {}
     assert_nothing_accepted_was_lost(lab, {f"held-{i}" for i in range(HELD)} | set(load.ok))
     assert {body["pid"] for body in load.ok.values()} & new_workers
 
 
-@pytest.mark.parametrize("launcher", ["mest-gevent", "gunicorn-gevent"])
+@pytest.mark.parametrize("launcher", ["mest-gevent", "mest-granian", "gunicorn-gevent"])
 def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(launcher: str, lab: Path) -> None:
     (lab / "gate-closed").unlink()
     with serve(launcher, lab) as server:

@@ -1,5 +1,6 @@
-"""GET /metrics under real gunicorn with several workers and no configuration: the numbers are sums over the
-workers, a worker killed with SIGKILL keeps its counts, and the output passes ``promtool check metrics``."""
+"""GET /metrics under real gunicorn (and ``mest serve --server granian``) with several workers and no
+configuration: the numbers are sums over the workers, a worker killed with SIGKILL keeps its counts, and the
+output passes ``promtool check metrics``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from support.mest_serve import mest_argv, running
 from support.prom import needs_promtool, promtool_check, total, value
 from support.servers import RunningServer, gunicorn
 
@@ -65,9 +67,13 @@ def scrape(server: RunningServer) -> str:
     return response.text
 
 
-@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent", "granian"])
 def test_counters_add_up_over_workers(worker_class: str) -> None:
-    with gunicorn("observed_app:app", worker_class=worker_class, workers=3) as server:
+    if worker_class == "granian":  # `mest serve --server granian`: its master's pid names the shared directory
+        serving = running(mest_argv("observed_app:app", "--server", "granian", "-w", "3"))
+    else:
+        serving = gunicorn("observed_app:app", worker_class=worker_class, workers=3)
+    with serving as server:
         served = spread_requests(server, workers=3)
         sent = sum(served.values())
         with httpx.Client(base_url=server.url, timeout=30) as http:

@@ -39,6 +39,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class Server:
 
     name: str
     env: str  # venv under bench/.venvs/peers/
-    launcher: str  # gunicorn-sync | gunicorn-gevent | mest-serve | uvicorn | litserve | mlserver | bentoml
+    launcher: str  # gunicorn-sync | gunicorn-gevent | granian | mest-serve | uvicorn | litserve | mlserver | bentoml
     workloads: tuple[str, ...]
     batch: bool = False
     protocol: str = "plain"  # plain ({"features"}/{"text"}) | v2 (Open Inference Protocol) | bentoml-batch
@@ -91,7 +92,7 @@ SERVERS: dict[str, Server] = {
             "mest",
             "gunicorn-gevent",
             ("W1", "W2"),
-            note="Mest, gunicorn gevent worker (stands in for `mest serve` defaults until it exists)",
+            note="Mest, gunicorn gevent worker",
         ),
         Server(
             "mest-serve",
@@ -99,6 +100,23 @@ SERVERS: dict[str, Server] = {
             "mest-serve",
             ("W1", "W2"),
             note="Mest, `mest serve mest_app:app --workers 1`, every other setting its default",
+        ),
+        Server(
+            "mest-granian",
+            "mest",
+            "granian",
+            ("W1", "W2"),
+            floor="falcon-granian",
+            note="Mest on granian: `granian --interface wsgi --workers 1 --blocking-threads 4`",
+        ),
+        Server(
+            "mest-serve-granian",
+            "mest",
+            "mest-serve",
+            ("W1", "W2"),
+            floor="falcon-granian",
+            note="Mest, `mest serve mest_app:app --server granian --workers 1`, every other setting its default",
+            extra_env=(("MEST_SERVER", "granian"),),
         ),
         Server(
             "mest-gevent-nolog",
@@ -138,6 +156,14 @@ SERVERS: dict[str, Server] = {
             "gunicorn-gevent",
             ("W1", "W2"),
             note="hand-written falcon + orjson app, gunicorn gevent (the floor)",
+        ),
+        Server(
+            "falcon-granian",
+            "falcon",
+            "granian",
+            ("W1", "W2"),
+            floor="falcon-granian",
+            note="hand-written falcon + orjson app on granian, same flags as mest-granian (the floor)",
         ),
         Server(
             "fastapi",
@@ -190,8 +216,11 @@ DEFAULT_SERVERS = {
         "mest-sync",
         "mest-gevent",
         "mest-serve",
+        "mest-granian",
+        "mest-serve-granian",
         "falcon-sync",
         "falcon-gevent",
+        "falcon-granian",
         "fastapi",
         "litserve",
         "mlserver",
@@ -403,6 +432,12 @@ def launch(server: Server, workload: str, run_dir: Path) -> Running:
         worker = server.launcher.split("-", 1)[1]
         app = "mest_app:app" if server.env == "mest" else "falcon_app:app"
         argv = [py, "-m", "gunicorn", "-k", worker, "-w", "1", "-b", f"127.0.0.1:{port}", app]
+    elif server.launcher == "granian":
+        app = "mest_app:app" if server.env == "mest" else "falcon_app:app"
+        argv = [
+            str(bin_dir / "granian"), "--interface", "wsgi", "--workers", "1", "--blocking-threads", "4",
+            "--host", "127.0.0.1", "--port", str(port), app,
+        ]
     elif server.launcher == "mest-serve":
         mest_cli = bin_dir / "mest"
         if not mest_cli.exists():
@@ -761,27 +796,11 @@ def _fmt_ms(v: float) -> str:
     return f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
-def targets_w1(summary: dict[tuple[str, int], dict[str, Any]], connections: list[int]) -> list[str]:
-    """The issue's W1 targets as table rows: what, measured, target, verdict."""
-    rows: list[str] = []
-
-    def get(server: str, c: int) -> dict[str, Any] | None:
-        return summary.get((server, c))
-
-    def verdict(ok: bool) -> str:
-        return "pass" if ok else "**FAIL**"
-
-    for mest, falcon in (("mest-sync", "falcon-sync"), ("mest-gevent", "falcon-gevent")):
-        for c in connections:
-            m, f = get(mest, c), get(falcon, c)
-            if not (m and f and f["rps"] and f["p99_ms"]):
-                continue
-            ratio = m["rps"] / f["rps"]
-            p99 = m["p99_ms"] / f["p99_ms"]
-            rows.append(f"| {mest} ÷ {falcon} req/s, c={c} | {ratio:.2f}x | ≥ 0.90x | {verdict(ratio >= 0.9)} |")
-            rows.append(f"| {mest} ÷ {falcon} p99, c={c} | {p99:.2f}x | ≤ 1.15x | {verdict(p99 <= 1.15)} |")
-    # `mest serve` defaults once that command exists; until then Mest on gunicorn gevent stands in.
-    serve = "mest-serve" if any(server == "mest-serve" for server, _ in summary) else "mest-gevent"
+def _serve_rows(
+    serve: str, get: Callable[[str, int], dict[str, Any] | None], verdict: Callable[[bool], str]
+) -> list[str]:
+    """The `mest serve` targets for one launch of it (defaults: gunicorn gevent; and --server granian)."""
+    rows = []
     for peer in ("fastapi", "litserve", "mlserver", "bentoml"):
         for c in (8, 64):
             m, p = get(serve, c), get(peer, c)
@@ -795,6 +814,32 @@ def targets_w1(summary: dict[tuple[str, int], dict[str, Any]], connections: list
             f"| {serve} p99 vs fastapi p99, c=64 | {_fmt_ms(m['p99_ms'])} vs {_fmt_ms(p['p99_ms'])} ms "
             f"| ≤ fastapi | {verdict(m['p99_ms'] <= p['p99_ms'])} |"
         )
+    return rows
+
+
+def targets_w1(summary: dict[tuple[str, int], dict[str, Any]], connections: list[int]) -> list[str]:
+    """The issue's W1 targets as table rows: what, measured, target, verdict."""
+    rows: list[str] = []
+
+    def get(server: str, c: int) -> dict[str, Any] | None:
+        return summary.get((server, c))
+
+    def verdict(ok: bool) -> str:
+        return "pass" if ok else "**FAIL**"
+
+    pairs = (("mest-sync", "falcon-sync"), ("mest-gevent", "falcon-gevent"), ("mest-granian", "falcon-granian"))
+    for mest, falcon in pairs:
+        for c in connections:
+            m, f = get(mest, c), get(falcon, c)
+            if not (m and f and f["rps"] and f["p99_ms"]):
+                continue
+            ratio = m["rps"] / f["rps"]
+            p99 = m["p99_ms"] / f["p99_ms"]
+            rows.append(f"| {mest} ÷ {falcon} req/s, c={c} | {ratio:.2f}x | ≥ 0.90x | {verdict(ratio >= 0.9)} |")
+            rows.append(f"| {mest} ÷ {falcon} p99, c={c} | {p99:.2f}x | ≤ 1.15x | {verdict(p99 <= 1.15)} |")
+    for serve in ("mest-serve", "mest-serve-granian"):
+        rows.extend(_serve_rows(serve, get, verdict))
+    serve = "mest-serve"
     for name in dict.fromkeys(("mest-gevent", serve)):
         m = get(name, 64)
         if m:

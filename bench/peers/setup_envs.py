@@ -39,10 +39,14 @@ EMBEDDINGS = ["sentence-transformers==6.2.0", "transformers==5.23.0", "gt-all-mi
 # env name -> (packages for W1, extra packages for W2). "{repo}" is replaced by the repository root.
 ENVS: dict[str, tuple[list[str], list[str]]] = {
     "mest": (
-        ["-e", "{repo}", "gunicorn==27.0.1", "gevent==26.9.0", "falcon==4.4.0", "orjson==3.13.0", *SKLEARN],
+        ["-e", "{repo}", "gunicorn==27.0.1", "gevent==26.9.0", "granian==2.8.7", "falcon==4.4.0", "orjson==3.13.0",
+         *SKLEARN],
         EMBEDDINGS,
     ),
-    "falcon": (["falcon==4.4.0", "orjson==3.13.0", "gunicorn==27.0.1", "gevent==26.9.0", *SKLEARN], EMBEDDINGS),
+    "falcon": (
+        ["falcon==4.4.0", "orjson==3.13.0", "gunicorn==27.0.1", "gevent==26.9.0", "granian==2.8.7", *SKLEARN],
+        EMBEDDINGS,
+    ),
     "fastapi": (["fastapi==0.163.2", "uvicorn[standard]==0.54.0", *SKLEARN], EMBEDDINGS),
     "litserve": (["litserve==0.2.19", "uvicorn[standard]==0.54.0", *SKLEARN], EMBEDDINGS),
     # uvloop 0.22+ raises in get_event_loop() where MLServer 1.7.1's inference workers call it: pin the last
@@ -55,8 +59,8 @@ ENVS: dict[str, tuple[list[str], list[str]]] = {
 
 # Packages whose versions docs/peers.md reports, per env.
 REPORTED = {
-    "mest": ["mest", "falcon", "gunicorn", "gevent", "orjson"],
-    "falcon": ["falcon", "gunicorn", "gevent", "orjson"],
+    "mest": ["mest", "falcon", "gunicorn", "gevent", "granian", "orjson"],
+    "falcon": ["falcon", "gunicorn", "gevent", "granian", "orjson"],
     "fastapi": ["fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic"],
     "litserve": ["litserve", "fastapi", "uvicorn", "uvloop", "pyzmq"],
     "mlserver": ["mlserver", "mlserver-sklearn", "fastapi", "uvicorn", "uvloop", "pydantic"],

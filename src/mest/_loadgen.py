@@ -507,7 +507,8 @@ class _Runner:
     def _progress(self, concurrency: int, now: float, warmup_s: float, duration_s: float) -> Progress:
         if now < self.measure_from:
             return Progress(concurrency, "warmup", now - (self.measure_from - warmup_s), warmup_s, 0, 0)
-        elapsed = min(duration_s, now - self.measure_from)
+        # At the end, exactly the phase's length (end - start can differ from it in the last bit of a float).
+        elapsed = duration_s if now >= self.end else min(duration_s, now - self.measure_from)
         return Progress(concurrency, "measure", elapsed, duration_s, len(self.latencies), sum(self.errors.values()))
 
 

@@ -8,13 +8,13 @@ is a server fault (500). The pipeline knows nothing of the web framework that ru
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._process import PROCESS
 from .api import BodyTooLarge, Request, Response
 from .batching import Batcher, BatchObserver
 from .codecs import json
@@ -168,16 +168,16 @@ class Pipeline:
     @property
     def is_ready(self) -> bool:
         """Whether ``setup`` finished successfully in this process."""
-        return self._setup_pid == os.getpid() and self._setup_error is None
+        return self._setup_pid == PROCESS.pid and self._setup_error is None
 
     @property
     def setup_error(self) -> str | None:
         """Why ``setup`` failed in this process, if it did."""
-        return self._setup_error if self._setup_pid == os.getpid() else None
+        return self._setup_error if self._setup_pid == PROCESS.pid else None
 
     def ensure_setup(self) -> bool:
         """Run the predictor's ``setup`` once in this process (again after a fork); return readiness."""
-        pid = os.getpid()
+        pid = PROCESS.pid
         if self._setup_pid == pid:
             return self._setup_error is None
         with self._setup_lock:
@@ -202,7 +202,7 @@ class Pipeline:
             "model %r ready in %.1f ms (pid %d)",
             self.config.name,
             (time.perf_counter() - started) * 1000,
-            os.getpid(),
+            PROCESS.pid,
         )
         return None
 
@@ -211,7 +211,7 @@ class Pipeline:
     def __call__(self, req: Request) -> Response:
         """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out."""
         self._require_ready()
-        result = self.predict(self.decode(req), req)
+        result = self._predict(self.decode(req), req)
         if isinstance(result, Response):
             return result
         schema = self.response_schema
@@ -273,6 +273,9 @@ class Pipeline:
     def predict(self, input_data: Any, req: Request) -> Any:
         """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
         self._require_ready()
+        return self._predict(input_data, req)
+
+    def _predict(self, input_data: Any, req: Request) -> Any:
         timeout = self.config.timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
         predictor = self.predictor

@@ -38,13 +38,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._process import PROCESS
 from ..errors import GatewayTimeout, InferenceError, MestError, ServiceUnavailable
-from ._scheduler import cooperative_yield
+from ._scheduler import cooperative_yield, gevent_patched
 
 __all__ = ["BatchObserver", "BatchSizeMismatch", "Batcher", "BatcherStats"]
 
 _QUEUED, _RUNNING, _DONE, _EXPIRED = range(4)
 _TIMEOUT_MESSAGE = "The request was not answered within its time limit."
+_NO_WAIT = (0.0,)
 
 # Guards the (rare) creation of a process's queue state; held only for a few non-blocking statements, and
 # replaced in a forked child in case another thread of the parent held it at the fork.
@@ -114,11 +116,17 @@ class _Item:
 class _State:
     """Everything mutable, created in the process that serves (after any fork, after gevent patching)."""
 
-    def __init__(self) -> None:
-        self.pid = os.getpid()
+    def __init__(self, max_batch_size: int, max_queue: int | None) -> None:
+        self.pid = PROCESS.pid
         self.lock = threading.Lock()
         self.batch_ready = threading.Condition(self.lock)
         self.yield_now = cooperative_yield()
+        # Leading from idle yields once first (see Batcher._lead): for fairness under gevent, and to let
+        # batches form. On OS threads without batching there is nothing to gain (the GIL already rotates), and
+        # the system call would be paid by every request, on gunicorn's sync worker too.
+        self.yield_on_lead = max_batch_size > 1 or gevent_patched()
+        # ... and a request finding the model idle can run it at once (Batcher._run_at_once).
+        self.run_at_once = not self.yield_on_lead and (max_queue is None or max_queue > 0)
         self.queue: deque[_Item] = deque()
         self.leading = False
         self.arriving = 0
@@ -164,11 +172,11 @@ class Batcher:
     @property
     def _state(self) -> _State:
         st = self._st
-        if st is None or st.pid != os.getpid():
+        if st is None or st.pid != PROCESS.pid:
             with _STATE_LOCK:
                 st = self._st
-                if st is None or st.pid != os.getpid():
-                    st = self._st = _State()
+                if st is None or st.pid != PROCESS.pid:
+                    st = self._st = _State(self._max_batch_size, self._max_queue)
         return st
 
     @property
@@ -193,12 +201,16 @@ class Batcher:
 
     def announce(self) -> None:
         """Tell the batcher a request has started and will probably :meth:`submit` soon."""
+        if self._max_batch_size == 1:
+            return  # only a batch being formed waits for announced requests
         st = self._state
         with st.lock:
             st.arriving += 1
 
     def withdraw(self) -> None:
         """Undo :meth:`announce` for a request that failed before reaching the queue."""
+        if self._max_batch_size == 1:
+            return
         st = self._state
         with st.lock:
             st.arriving -= 1
@@ -218,9 +230,11 @@ class Batcher:
             InferenceError: ``infer`` raised (``__cause__`` is the original) or returned a wrong-length batch.
         """
         st = self._state
+        if st.run_at_once and not st.leading:
+            return self._run_at_once(st, data, deadline)
         item = _Item(data, deadline, time.monotonic())
         with st.lock:
-            if announced:
+            if announced and self._max_batch_size > 1:
                 st.arriving -= 1
             if self._max_queue is not None and len(st.queue) >= self._max_queue:
                 st.rejected_full += 1
@@ -248,6 +262,42 @@ class Batcher:
             if item.lead:
                 self._lead(st, item, from_idle=False)
         return self._outcome(st, item)
+
+    def _run_at_once(self, st: _State, data: Any, deadline: float | None) -> Any:
+        """Unbatched on OS threads, with the model idle: what a queue of one would do, without the queue.
+
+        Checked again under the lock (another thread may have taken the model since). The request leads, runs
+        ``infer`` itself and hands over to whoever queued meanwhile; the counters, the observer and the
+        errors are those of the general path (a queue wait of 0: it never waited).
+        """
+        with st.lock:
+            if st.leading:
+                return self.submit(data, deadline)
+            st.leading = True
+            st.submitted += 1
+            st.batches += 1
+            st.inferred += 1
+            st.max_batch_size_seen = st.max_batch_size_seen or 1
+        failed = False
+        try:
+            if self._observer is not None:
+                self._observer.batch_started(1, _NO_WAIT)
+            result = self._infer(data)
+        except BaseException as exc:
+            failed = True
+            if not isinstance(exc, Exception):
+                raise
+            raise _error_for(exc) from exc
+        finally:
+            with st.lock:
+                if failed:
+                    st.failed_batches += 1
+                self._hand_over(st)
+        if deadline is not None and time.monotonic() > deadline:
+            with st.lock:
+                st.expired_late += 1
+            raise GatewayTimeout(_TIMEOUT_MESSAGE)
+        return result
 
     def _reject(self, reason: str) -> None:
         if self._observer is not None:
@@ -287,7 +337,7 @@ class Batcher:
     def _lead(self, st: _State, own: _Item, *, from_idle: bool) -> None:
         try:
             looked_at = -1
-            if from_idle:
+            if from_idle and st.yield_on_lead:
                 # Fairness on gevent, batching everywhere: a greenlet whose keep-alive client answers fast never
                 # blocks on I/O, so without this yield it would lead, run the model, read its next request and
                 # lead again, starving every other connection (measured: a few connections served, the rest

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
+
+from .._process import current_pid
+from ._stderr import StderrHandler
 
 __all__ = [
     "ACCESS_FIELDS",
@@ -25,8 +28,10 @@ __all__ = [
     "LogFormat",
     "TextFormatter",
     "access_logger",
+    "access_record",
     "configure_logging",
     "describe_body",
+    "direct_access_sink",
     "safe_text",
 ]
 
@@ -57,11 +62,39 @@ def describe_body(body: bytes) -> str:
     return safe_text(shown, _BODY_LIMIT * 4) + suffix
 
 
+class _SecondCache:
+    """The formatted date and time of the current second, computed once a second rather than once a line."""
+
+    __slots__ = ("_converter", "_format", "_last")
+
+    def __init__(self, fmt: str, converter: Callable[[float | None], time.struct_time]) -> None:
+        self._format = fmt
+        self._converter = converter
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        last = self._last
+        if last[0] != second:
+            last = self._last = (second, time.strftime(self._format, self._converter(created)))
+        return last[1]
+
+
 class TextFormatter(logging.Formatter):
     """``2024-05-01 12:00:00,123 INFO mest.access: POST /predict 200 1.52ms model=iris ...`` for people."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
+        self._seconds = _SecondCache(self.default_time_format, self.converter)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+
+    def access_line(self, created: float, message: str, fields: dict[str, Any] | None) -> str:
+        """What :meth:`format` makes of an access record, from its parts (see :func:`direct_access_sink`)."""
+        return f"{self._seconds(created)},{int((created - int(created)) * 1000):03d} INFO {ACCESS_LOGGER}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,14 +103,27 @@ class JsonFormatter(logging.Formatter):
     Usable in your own logging configuration (``"()": "mest.observability.JsonFormatter"`` in ``dictConfig``).
     """
 
-    def format(self, record: logging.LogRecord) -> str:
-        created = record.created
-        out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seconds = _SecondCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
+    def _head(self, created: float, level: str, logger: str, message: str) -> dict[str, Any]:
+        return {
+            "time": f"{self._seconds(created)}.{int(created % 1 * 1000):03d}Z",
+            "level": level,
+            "logger": logger,
+            "message": message,
         }
+
+    def access_line(self, created: float, message: str, fields: dict[str, Any] | None) -> str:
+        """What :meth:`format` makes of an access record, from its parts (see :func:`direct_access_sink`)."""
+        out = self._head(created, "INFO", ACCESS_LOGGER, message)
+        if fields:
+            out.update(fields)
+        return orjson.dumps(out, default=repr).decode("utf-8")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = self._head(record.created, record.levelname, record.name, record.getMessage())
         fields = ACCESS_FIELDS if record.name == ACCESS_LOGGER else _OTHER_FIELDS
         attributes = record.__dict__
         for name in fields:
@@ -90,12 +136,100 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=repr).decode("utf-8")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (test capture, redirected streams)."""
+_mest_logger = logging.getLogger("mest")
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr  # under the handler's lock: handle() holds it around emit()
-        super().emit(record)
+
+FormatLine = Callable[[float, str, "dict[str, Any] | None"], str]
+
+
+def direct_access_sink() -> tuple[StderrHandler, FormatLine, bool] | None:
+    """Where an access line can go without :mod:`logging`'s per-record machinery; ``None`` when it cannot.
+
+    That is when Mest's buffered :class:`StderrHandler` is all that would see an access record: no handler or
+    filter on ``mest.access``, and on ``mest`` only that handler (installed by :func:`configure_logging` with
+    no configuration, or by ``mest serve``'s). Returns the handler, the function that turns
+    ``(created, message, fields)`` into the line its formatter would write, and whether that function needs
+    the fields (the text formats only print the message). Checked on every request (a few attribute reads), so
+    any other configuration gets ordinary records.
+    """
+    if access_logger.handlers or access_logger.filters or not access_logger.propagate:
+        return None
+    mest_logger = _mest_logger
+    handlers = mest_logger.handlers
+    if len(handlers) != 1 or mest_logger.filters or mest_logger.propagate:
+        return None
+    handler = handlers[0]
+    if type(handler) is not StderrHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    formatter = handler.formatter
+    if type(formatter) is TextFormatter:
+        return handler, formatter.access_line, False
+    if type(formatter) is JsonFormatter:
+        return handler, formatter.access_line, True
+    return handler, _record_formatter(formatter or _DEFAULT_FORMATTER), True
+
+
+_DEFAULT_FORMATTER = logging.Formatter()
+_record_formatters: dict[int, tuple[logging.Formatter, FormatLine]] = {}
+
+
+def _record_formatter(formatter: logging.Formatter) -> FormatLine:
+    """For any other formatter: build the record when the line is written, and let the formatter format it."""
+    cached = _record_formatters.get(id(formatter))
+    if cached is None or cached[0] is not formatter:
+
+        def format_line(created: float, message: str, fields: dict[str, Any] | None) -> str:
+            return formatter.format(access_record(message, (), fields or {}, created))
+
+        cached = _record_formatters[id(formatter)] = (formatter, format_line)
+    return cached[1]
+
+
+def access_record(
+    msg: str, args: tuple[object, ...], fields: dict[str, Any], created: float | None = None
+) -> logging.LogRecord:
+    """An INFO record of the ``mest.access`` logger, as ``Logger.makeRecord`` would build it, minus its costs.
+
+    ``LogRecord.__init__`` asks the kernel for the pid and walks the path of the source file on every call;
+    per request on a loaded worker that is a system call and a few microseconds for values that never change
+    within a process. Here they are computed once per process and copied. A record factory installed with
+    :func:`logging.setLogRecordFactory` is respected (then the record is built the standard way). ``created``
+    is the time of the request's line when the record is built later than that.
+    """
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return access_logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, msg, args, None, None, fields)
+    record: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+    attributes = record.__dict__
+    attributes.update(_process_attributes())
+    if created is None:
+        created = time.time()
+    attributes["msg"] = msg
+    attributes["args"] = args
+    attributes["created"] = created
+    attributes["msecs"] = int((created - int(created)) * 1000) + 0.0
+    attributes["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    if logging.logThreads:
+        attributes["thread"] = threading.get_ident()
+        attributes["threadName"] = threading.current_thread().name
+    attributes.update(fields)
+    return record
+
+
+_process_cache: tuple[int, dict[str, Any]] = (-1, {})
+
+
+def _process_attributes() -> dict[str, Any]:
+    """The attributes of an access record that are the same for every record of this process."""
+    global _process_cache
+    pid = current_pid()
+    if _process_cache[0] == pid:
+        return _process_cache[1]
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "", (), None, None, None)
+    attributes = dict(record.__dict__)
+    for per_record in ("msg", "args", "created", "msecs", "relativeCreated"):
+        attributes.pop(per_record, None)
+    _process_cache = (pid, attributes)
+    return attributes
 
 
 def configure_logging(log_format: LogFormat) -> None:
@@ -115,7 +249,7 @@ def configure_logging(log_format: LogFormat) -> None:
                 return
         if mest_logger.handlers or logging.getLogger().handlers:
             return
-        handler = _StderrHandler()
+        handler = StderrHandler()
         setattr(handler, _DEFAULT_HANDLER, True)
         handler.setFormatter(formatter)
         mest_logger.addHandler(handler)

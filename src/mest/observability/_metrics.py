@@ -7,12 +7,13 @@ look-up. docs/observability.md lists every metric.
 
 from __future__ import annotations
 
-import os
+import struct
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._process import PROCESS
 from . import _multiprocess
 
 if TYPE_CHECKING:
@@ -39,19 +40,6 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("queue_wait", "pre_process", "infer", "post_process")
 UNMATCHED_ROUTE = "(unmatched)"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class _Pid:
-    """This process's pid, refreshed after a fork (cheaper than ``os.getpid()`` on every request)."""
-
-    value = os.getpid()
-
-
-def _after_fork() -> None:
-    _Pid.value = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 class _Families:
@@ -125,11 +113,11 @@ class EndpointMetrics:
             in_flight = families.in_flight.labels(*self._labels)
             self._in_flight_add = _adder_of(in_flight)
             self._observe = _observer_of(families.duration.labels(*self._labels))
-        self._pid = _Pid.value
+        self._pid = PROCESS.pid
 
     def begin(self) -> None:
         """A request started; call :meth:`Metrics.bind` first in a process that has not served yet."""
-        if self._pid != _Pid.value:
+        if self._pid != PROCESS.pid:
             self._bind()
         self._in_flight_add(1)
 
@@ -205,7 +193,7 @@ class ModelMetrics:
             self.setup_finished(pipeline.is_ready)
 
     def _bound(self) -> bool:
-        if self._metrics.pid != _Pid.value:
+        if self._metrics.pid != PROCESS.pid:
             return False
         return self._families is not None
 
@@ -214,7 +202,7 @@ class ModelMetrics:
     def stage_finished(self, stage: str, seconds: float) -> None:
         """``pre_process``, ``infer`` (per batch) or ``post_process`` took ``seconds``."""
         observe = self._stages.get(stage)
-        if observe is None or self._metrics.pid != _Pid.value:
+        if observe is None or self._metrics.pid != PROCESS.pid:
             return
         observe(seconds)
 
@@ -241,7 +229,7 @@ class ModelMetrics:
     def batch_started(self, size: int, queue_waits: Sequence[float]) -> None:
         """A batch left the queue. The queue depth is written here (only when it changed), so a busy worker's
         gauge lags by at most one batch; the worker answering a scrape refreshes its own first."""
-        if self._metrics.pid != _Pid.value:
+        if self._metrics.pid != PROCESS.pid:
             return
         self._batch_size(size)
         observe = self._queue_wait
@@ -290,30 +278,108 @@ def _noop(_: float) -> None:
 
 
 def _observer_of(child: Any) -> Callable[[float], None]:
-    """``child.observe`` of a histogram child, as a bisect and two value updates."""
+    """``child.observe`` of a histogram child: a bisect and two value updates, in one call."""
     try:
         bounds = list(child._upper_bounds)
-        buckets = [bucket.inc for bucket in child._buckets]
-        add_to_sum = child._sum.inc
+        buckets = list(child._buckets)
+        total = child._sum
     except AttributeError:
         observe: Callable[[float], None] = child.observe
         return observe
     if len(bounds) != len(buckets) or bounds[-1] != float("inf"):
         observe = child.observe
         return observe
+    if getattr(total, "_multiprocess", False):
+        slots = [_mmap_slot(value) for value in (total, *buckets)]
+        if all(slot is not None for slot in slots):
+            return _mmap_observer(bounds, slots)  # type: ignore[arg-type]
+    add_to_sum = _value_adder(total)
+    bucket_adders = [_value_adder(bucket) for bucket in buckets]
 
     def fast_observe(amount: float) -> None:
         add_to_sum(amount)
-        buckets[bisect_left(bounds, amount)](1)  # the first bucket whose bound is >= amount
+        bucket_adders[bisect_left(bounds, amount)](1)  # the first bucket whose bound is >= amount
 
     return fast_observe
+
+
+def _mmap_observer(bounds: list[float], slots: list[tuple[Any, Any, int]]) -> Callable[[float], None]:
+    """A multiprocess histogram's observe: the sum's and one bucket's new totals written into their slots."""
+    total, mapping, position = slots[0]
+    buckets = slots[1:]
+    lock = _mmap_write_lock
+
+    def observe(amount: float) -> None:
+        bucket, bucket_mapping, bucket_position = buckets[bisect_left(bounds, amount)]
+        with lock:
+            new_total = total._value + amount
+            total._value = new_total
+            _pack_double(mapping, position, new_total)
+            count = bucket._value + 1.0
+            bucket._value = count
+            _pack_double(bucket_mapping, bucket_position, count)
+
+    return observe
 
 
 def _adder_of(child: Any) -> Callable[[float], None]:
     """``child.inc`` of a counter or gauge child (a negative amount decrements a gauge)."""
     value = getattr(child, "_value", None)
-    inc: Callable[[float], None] = value.inc if value is not None and hasattr(value, "inc") else child.inc
+    if value is None or not hasattr(value, "inc"):
+        inc: Callable[[float], None] = child.inc
+        return inc
+    return _value_adder(value)
+
+
+def _value_adder(value: Any) -> Callable[[float], None]:
+    """``value.inc`` of one of prometheus_client's value objects (a child's, or a histogram's sum or bucket)."""
+    if getattr(value, "_multiprocess", False):
+        return _mmap_adder(value)
+    inc: Callable[[float], None] = value.inc
     return inc
+
+
+_pack_double = struct.Struct("d").pack_into
+_mmap_write_lock = threading.Lock()
+
+
+def _mmap_slot(value: Any) -> tuple[Any, Any, int] | None:
+    """``(value, mapping, position)``: where a multiprocess value's total lives in this process's file.
+
+    Found once per process: metrics are bound after a fork, and ``value.get()`` first makes prometheus_client
+    reopen this process's files. A file that grows gets a new mapping while the old one stays valid for the
+    slots it covers. ``None`` if prometheus_client's internals are not the ones this was written against.
+    """
+    try:
+        value.get()
+        file, key = value._file, value._key
+        file.write_value(key, value._value, 0.0)  # allocates the slot if new; timestamp 0 as inc() writes
+        return value, file._m, file._positions[key]
+    except AttributeError:
+        return None
+
+
+def _mmap_adder(value: Any) -> Callable[[float], None]:
+    """``value.inc`` of a multiprocess (mmap-backed) value: the same bytes written to the same file.
+
+    prometheus_client's own ``inc`` costs five Python calls per update (the lock, a pid check that exists to
+    notice forks, the file's key look-up, the packing), and a request makes a dozen updates. This writes the
+    new total into the value's slot directly. One lock serializes Mest's updates so threads never lose one.
+    """
+    slot = _mmap_slot(value)
+    if slot is None:
+        inc: Callable[[float], None] = value.inc
+        return inc
+    _, mapping, position = slot
+    lock = _mmap_write_lock
+
+    def add(amount: float) -> None:
+        with lock:
+            total = value._value + amount
+            value._value = total
+            _pack_double(mapping, position, total)
+
+    return add
 
 
 class Metrics:
@@ -341,14 +407,14 @@ class Metrics:
         model = ModelMetrics(self, name, version)
         with self._lock:
             self._models.append(model)
-            if self.families is not None and self.pid == _Pid.value:
+            if self.families is not None and self.pid == PROCESS.pid:
                 model._bind(self.families)
         return model
 
     def bind(self) -> None:
         """Create this process's families and children (once per process, on its first request)."""
         with self._lock:
-            if self.pid == _Pid.value:
+            if self.pid == PROCESS.pid:
                 return
             directory = _multiprocess.choose()
             if directory is not None:
@@ -362,9 +428,9 @@ class Metrics:
             self._directory = directory
             self._registry = registry
             self.families = families
+            self.pid = PROCESS.pid  # before the models: binding one reports the readiness its setup already found
             for model in self._models:
                 model._bind(families)
-            self.pid = _Pid.value
 
     @property
     def multiprocess_dir(self) -> str | None:
@@ -376,7 +442,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry
         from prometheus_client.exposition import choose_encoder
 
-        if self.pid != _Pid.value:
+        if self.pid != PROCESS.pid:
             self.bind()
         encoder, content_type = choose_encoder(accept or "")
         for model in self._models:

@@ -37,7 +37,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["ENV", "MultiprocessDir", "choose", "enable", "locked", "reap_dead"]
+from .._process import current_pid
+
+__all__ = ["ENV", "MASTER_ENV", "MultiprocessDir", "choose", "enable", "locked", "reap_dead"]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LEGACY_ENV = "prometheus_multiproc_dir"
@@ -60,10 +62,24 @@ class MultiprocessDir:
     master_pid: int | None
 
 
+#: Set by ``mest serve --server granian`` in its master: the pid whose child processes share one directory.
+MASTER_ENV = "MEST_SERVE_MASTER_PID"
+
+
 def _under_gunicorn() -> bool:
     # Both: the arbiter module is loaded (we were forked by it), and it has set SERVER_SOFTWARE, which a test
     # process that merely imported gunicorn has not.
     return "gunicorn.arbiter" in sys.modules and os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
+
+
+def _server_master() -> int | None:
+    """The pre-forking master whose workers share metrics with this process, if this process is a worker."""
+    if _under_gunicorn():
+        return os.getppid()
+    declared = os.environ.get(MASTER_ENV, "")
+    if declared.isdigit() and int(declared) == os.getppid():  # a granian worker of `mest serve`
+        return int(declared)
+    return None
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -132,10 +148,8 @@ def choose() -> MultiprocessDir | None:
     user_dir = os.environ.get(ENV) or os.environ.get(_LEGACY_ENV)
     if user_dir:
         return MultiprocessDir(user_dir, None)
-    if not _under_gunicorn():
-        return None
-    master = os.getppid()
-    if master <= 1:  # orphaned worker: the master is gone, nothing to share with
+    master = _server_master()
+    if master is None or master <= 1:  # orphaned worker: the master is gone, nothing to share with
         return None
     try:
         root = os.path.join(tempfile.gettempdir(), f"mest-metrics-{os.getuid()}")
@@ -164,12 +178,15 @@ def _remove_stale(root: str, keep: str) -> None:
 
 def enable(directory: MultiprocessDir) -> None:
     """Make prometheus_client write this process's values into ``directory`` from now on."""
-    os.environ[ENV] = directory.path
+    # Imported before the variable is set: an import with it set would choose the default value class itself.
     from prometheus_client import values
 
-    # One MultiProcessValue class per process: two would map the same file twice and corrupt it.
+    os.environ[ENV] = directory.path
+
+    # One MultiProcessValue class per process: two would map the same file twice and corrupt it. Every value
+    # update asks for the pid (to notice a fork); the cached one spares a system call per update.
     if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)  # type: ignore[no-untyped-call]
 
 
 @contextlib.contextmanager

@@ -21,23 +21,26 @@ replaced.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from gunicorn import __version__ as gunicorn_version
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from .loader import AppLoadError, describe_app, load_app
+from .loader import describe_app, load_app
+from .options import (
+    JsonFormatter,
+    ServeOptions,
+    banner,
+    default_workers,
+    describe_in_subprocess,
+    logging_config,
+)
 
 __all__ = [
     "DrainingThreadWorker",
@@ -48,108 +51,6 @@ __all__ = [
     "describe_in_subprocess",
     "logging_config",
 ]
-
-WorkerClass = Literal["gevent", "gthread", "sync"]
-LogFormat = Literal["text", "json"]
-
-_TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-_DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
-# LogRecord attributes that are not "extra" fields.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-def default_workers() -> int:
-    """Worker processes by default: the CPUs this process may use (affinity and cgroup quota included).
-
-    Why not gunicorn's ``2 * cores + 1``: that rule is for I/O-bound apps. Inference is CPU-bound, every
-    worker holds its own copy of the model, and gevent workers already overlap the I/O of many requests.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cpus = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Everything ``mest serve`` configures; each field is a flag and a ``MEST_*`` variable (docs/cli.md).
-
-    Attributes:
-        app: The app spec, ``module:attribute``.
-        host: Interface to bind.
-        port: Port to bind (``0``: any free port; the banner and gunicorn's log say which).
-        workers: Worker processes; ``None``: :func:`default_workers`.
-        worker_class: ``gevent`` (default: many concurrent requests per worker, which batching needs),
-            ``gthread`` (a thread pool per worker) or ``sync`` (one request at a time per worker).
-        threads: Threads per worker for ``gthread``.
-        timeout: Seconds a worker may be silent (a request blocking the worker) before it is killed and
-            replaced; also the longest a worker may take to start, ``setup`` included.
-        graceful_timeout: Seconds in-flight requests get to finish after ``SIGTERM`` or ``SIGHUP``.
-        keepalive: Seconds an idle keep-alive connection stays open.
-        max_body_size: Overrides the app's ``max_body_size`` (through ``MEST_MAX_BODY_SIZE``), unless the
-            code passes ``Mest(max_body_size=...)`` explicitly.
-        limit_request_line: Longest request line (method, URL, version) in bytes; 414 beyond it.
-        limit_request_fields: Most request headers; 431 beyond it.
-        limit_request_field_size: Longest request header line in bytes; 431 beyond it.
-        reload: Restart workers when a source file changes (development).
-        preload: Import the app once in the master before forking (not with gevent).
-        log_format: ``text`` or ``json`` (one JSON object per line) for gunicorn's and Mest's logs.
-        log_level: Log level name.
-        environ: Variables to set for the app's processes (the master passes them to every worker).
-    """
-
-    app: str
-    host: str = "127.0.0.1"
-    port: int = 5000
-    workers: int | None = None
-    worker_class: WorkerClass = "gevent"
-    threads: int = 4
-    timeout: int = 60
-    graceful_timeout: int = 30
-    keepalive: int = 5
-    max_body_size: int | None = None
-    limit_request_line: int = 4094
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    reload: bool = False
-    preload: bool = False
-    log_format: LogFormat = "text"
-    log_level: str = "info"
-    environ: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.preload and self.worker_class == "gevent":
-            raise ValueError(
-                "--preload does not work with gevent workers: gevent must patch the standard library before "
-                "the app is imported. Use --worker-class gthread or sync with --preload, or drop --preload."
-            )
-        if self.preload and self.reload:
-            raise ValueError("--reload and --preload exclude each other: reloading re-imports the app in workers.")
-
-    @property
-    def worker_count(self) -> int:
-        """The number of workers that will run."""
-        return self.workers if self.workers is not None else default_workers()
-
-    @property
-    def bind(self) -> str:
-        """gunicorn's bind address."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    def app_environ(self) -> dict[str, str]:
-        """Variables the app's processes get: ``environ`` plus ``MEST_*`` for the app-level flags."""
-        env = dict(self.environ)
-        if self.max_body_size is not None:
-            env["MEST_MAX_BODY_SIZE"] = str(self.max_body_size)
-        env["MEST_LOG_FORMAT"] = self.log_format
-        return env
 
 
 class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -175,97 +76,6 @@ _WORKER_CLASSES = {
     "gthread": f"{__name__}.DrainingThreadWorker" if hasattr(ThreadWorker, "set_accept_enabled") else "gthread",
     "sync": "sync",
 }
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, pid, message, extra fields and the traceback if any."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, _DATE_FORMAT),
-            "level": record.levelname,
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]:
-    """The ``logging.config.dictConfig`` for gunicorn's and Mest's loggers, all to stderr."""
-    formatter: dict[str, Any] = (
-        {"()": f"{__name__}.JsonFormatter"}
-        if log_format == "json"
-        else {"format": _TEXT_FORMAT, "datefmt": _DATE_FORMAT}
-    )
-    level = level.upper()
-    logger = {"level": level, "handlers": ["console"], "propagate": False}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"mest": formatter},
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "mest", "stream": "ext://sys.stderr"},
-        },
-        "root": {"level": level, "handlers": ["console"]},
-        "loggers": {
-            "gunicorn.error": {**logger, "qualname": "gunicorn.error"},
-            # Off: Mest's own access log knows request ids and model names.
-            "gunicorn.access": {**logger, "level": "WARNING", "qualname": "gunicorn.access"},
-        },
-    }
-
-
-def describe_in_subprocess(spec: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    """Import the app in a separate process and return :func:`~mest.server.loader.describe_app`'s result.
-
-    Why a process: the master must not import user code (see the module docstring), yet ``mest serve``
-    should fail before starting gunicorn when the app cannot be imported, and print the routes it serves.
-
-    Raises:
-        AppLoadError: The app cannot be imported; the message holds the child's error output.
-    """
-    command = [sys.executable, "-m", "mest", "routes", "--json", spec]
-    result = subprocess.run(
-        command, env={**os.environ, **environ}, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise AppLoadError(result.stderr.strip() or f"{' '.join(command)} exited with {result.returncode}")
-    if result.stderr:
-        sys.stderr.write(result.stderr)
-    description: dict[str, Any] = json.loads(result.stdout)
-    return description
-
-
-def banner(options: ServeOptions, description: Mapping[str, Any], urls: list[str]) -> str:
-    """What ``mest serve`` prints once it listens: URL, workers, limits and routes."""
-    workers = options.worker_count
-    kind = options.worker_class + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")
-    lines = [
-        f" * Mest serving {options.app} on {', '.join(urls)}",
-        f"   gunicorn {gunicorn_version}: {workers} {kind} worker{'s' * (workers != 1)}, timeout "
-        f"{options.timeout}s, graceful timeout {options.graceful_timeout}s"
-        + (", reload on change" if options.reload else "")
-        + (", preloaded" if options.preload else ""),
-        f"   max body {description['settings']['max_body_size']} bytes, "
-        f"API keys {'required' if description['settings']['auth'] else 'off'}, "
-        f"CORS {'on' if description['settings']['cors'] else 'off'}",
-    ]
-    width = max((len(route["path"]) for route in description["routes"]), default=0)
-    for route in description["routes"]:
-        model = route.get("model")
-        label = ""
-        if model:
-            label = f"  model {model['name']}" + (f" version {model['version']}" if model["version"] else "")
-        lines.append(f"   {route['method']:<7} {route['path']:<{width}}{label}".rstrip())
-    if options.host in ("127.0.0.1", "localhost", "::1"):
-        lines.append("   (loopback only: --host 0.0.0.0 or MEST_HOST=0.0.0.0 accepts outside connections)")
-    return "\n".join(lines)
 
 
 class MestGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -333,7 +143,15 @@ class MestGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no 
                 },
             )
         else:
-            print(banner(self.options, description, urls), file=sys.stderr, flush=True)
+            print(banner(self.options, description, urls, _server_line(self.options)), file=sys.stderr, flush=True)
+
+
+def _server_line(options: ServeOptions) -> str:
+    workers = options.worker_count
+    kind = options.worker_class + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")
+    return (
+        f"gunicorn {gunicorn_version}: {workers} {kind} worker{'s' * (workers != 1)}, timeout {options.timeout}s"
+    )
 
 
 def _post_worker_init(worker: Any) -> None:
