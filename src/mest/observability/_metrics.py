@@ -289,10 +289,9 @@ def _observer_of(child: Any) -> Callable[[float], None]:
     if len(bounds) != len(buckets) or bounds[-1] != float("inf"):
         observe = child.observe
         return observe
-    if getattr(total, "_multiprocess", False):
-        slots = [_mmap_slot(value) for value in (total, *buckets)]
-        if all(slot is not None for slot in slots):
-            return _mmap_observer(bounds, slots)  # type: ignore[arg-type]
+    slots = [_slot(value) for value in (total, *buckets)]
+    if all(slot is not None for slot in slots):
+        return _direct_observer(bounds, slots)  # type: ignore[arg-type]
     add_to_sum = _value_adder(total)
     bucket_adders = [_value_adder(bucket) for bucket in buckets]
 
@@ -303,21 +302,24 @@ def _observer_of(child: Any) -> Callable[[float], None]:
     return fast_observe
 
 
-def _mmap_observer(bounds: list[float], slots: list[tuple[Any, Any, int]]) -> Callable[[float], None]:
-    """A multiprocess histogram's observe: the sum's and one bucket's new totals written into their slots."""
+def _direct_observer(bounds: list[float], slots: list[_Slot]) -> Callable[[float], None]:
+    """A histogram's observe in one call: the sum's and one bucket's new totals (written into their file slots
+    in multiprocess mode)."""
     total, mapping, position = slots[0]
     buckets = slots[1:]
-    lock = _mmap_write_lock
+    lock = _write_lock
 
     def observe(amount: float) -> None:
         bucket, bucket_mapping, bucket_position = buckets[bisect_left(bounds, amount)]
         with lock:
             new_total = total._value + amount
             total._value = new_total
-            _pack_double(mapping, position, new_total)
+            if mapping is not None:
+                _pack_double(mapping, position, new_total)
             count = bucket._value + 1.0
             bucket._value = count
-            _pack_double(bucket_mapping, bucket_position, count)
+            if bucket_mapping is not None:
+                _pack_double(bucket_mapping, bucket_position, count)
 
     return observe
 
@@ -340,10 +342,23 @@ def _value_adder(value: Any) -> Callable[[float], None]:
 
 
 _pack_double = struct.Struct("d").pack_into
-_mmap_write_lock = threading.Lock()
+_write_lock = threading.Lock()
 
 
-def _mmap_slot(value: Any) -> tuple[Any, Any, int] | None:
+_Slot = tuple[Any, Any, int]
+
+
+def _slot(value: Any) -> _Slot | None:
+    """Where a value's total lives: ``(value, None, 0)`` in one process (prometheus_client's ``MutexValue``),
+    its file slot in multiprocess mode; ``None`` if prometheus_client's internals are not the expected ones."""
+    if getattr(value, "_multiprocess", False):
+        return _mmap_slot(value)
+    if isinstance(getattr(value, "_value", None), float) and hasattr(value, "_lock"):
+        return value, None, 0
+    return None
+
+
+def _mmap_slot(value: Any) -> _Slot | None:
     """``(value, mapping, position)``: where a multiprocess value's total lives in this process's file.
 
     Found once per process: metrics are bound after a fork, and ``value.get()`` first makes prometheus_client
@@ -364,14 +379,15 @@ def _mmap_adder(value: Any) -> Callable[[float], None]:
 
     prometheus_client's own ``inc`` costs five Python calls per update (the lock, a pid check that exists to
     notice forks, the file's key look-up, the packing), and a request makes a dozen updates. This writes the
-    new total into the value's slot directly. One lock serializes Mest's updates so threads never lose one.
+    new total into the value's slot directly. One lock (``_write_lock``, shared by every value Mest updates this
+    way, and only by Mest's own series) serializes the updates so threads never lose one.
     """
     slot = _mmap_slot(value)
     if slot is None:
         inc: Callable[[float], None] = value.inc
         return inc
     _, mapping, position = slot
-    lock = _mmap_write_lock
+    lock = _write_lock
 
     def add(amount: float) -> None:
         with lock:
