@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -240,6 +241,8 @@ def test_serve_refuses_an_app_that_cannot_be_imported() -> None:
         (["--port", "70000"], {}, "Invalid value for '--port' (env var: 'MEST_PORT'): 70000"),
         ([], {"MEST_WORKER_CLASS": "eventlet"}, "(env var: 'MEST_WORKER_CLASS'): 'eventlet' is not one of"),
         (["--preload"], {}, "--preload does not work with gevent workers"),
+        ([], {"MEST_SERVER": "uvicorn"}, "(env var: 'MEST_SERVER'): 'uvicorn' is not one of"),
+        (["--server", "granian", "-k", "sync", "--preload"], {}, "--preload is a gunicorn option"),
     ],
 )
 def test_serve_rejects_invalid_settings_naming_them(args: list[str], env: dict[str, str], message: str) -> None:
@@ -250,6 +253,26 @@ def test_serve_rejects_invalid_settings_naming_them(args: list[str], env: dict[s
 
 
 # -- mest serve: real servers ---------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_serve_on_granian_checks_sets_up_and_serves_the_app() -> None:
+    with running(mest_argv("cli_app:app", "--server", "granian", "--workers", "2")) as server:
+        with server.client() as client:
+            ready = client.get("/health/ready")
+            served = client.post("/double", json={"x": [1, 2]})
+            shouted = client.post("/shout", content=b"hi", headers={"Content-Type": "text/plain"})
+        deadline = time.monotonic() + 30  # Mest's log lines are written in batches (at most 0.1 s late)
+        while server.output.count("models ready in") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert " * Mest serving cli_app:app on http://127.0.0.1:" in server.output
+    assert "granian " in server.output and "2 workers x 4 threads" in server.output
+    assert server.output.count("models ready in") == 2  # each worker ran the setup before serving
+    assert ready.status_code == 200
+    assert served.status_code == 200, served.text
+    assert served.json()["doubled"] == [2, 4]
+    assert served.headers["X-Request-ID"]
+    assert shouted.json() == "HI"
 
 
 @pytest.mark.server

@@ -887,9 +887,9 @@ def workload_section(results: dict[str, Any], workload: str, png_name: str | Non
             )
     lines += [
         "",
-        "The floor of a gunicorn row is the falcon app on the same worker class; every other server is "
-        "compared with falcon on gevent (the concurrent one). `errors`: socket errors, timeouts and non-2xx "
-        "answers counted by wrk, all repeats together.",
+        "The floor of a gunicorn or granian row is the falcon app on the same server and worker class; every "
+        "other server is compared with falcon on gevent (the concurrent one). `errors`: socket errors, timeouts "
+        "and non-2xx answers counted by wrk, all repeats together.",
     ]
     if workload == "W1":
         target_rows = targets_w1({(s["server"], s["connections"]): s for s in rows}, connections)

@@ -39,12 +39,12 @@ EMBEDDINGS = ["sentence-transformers==6.2.0", "transformers==5.23.0", "gt-all-mi
 # env name -> (packages for W1, extra packages for W2). "{repo}" is replaced by the repository root.
 ENVS: dict[str, tuple[list[str], list[str]]] = {
     "mest": (
-        ["-e", "{repo}", "gunicorn==27.0.1", "gevent==26.9.0", "granian==2.8.7", "falcon==4.4.0", "orjson==3.13.0",
-         *SKLEARN],
+        ["-e", "{repo}", "gunicorn[gevent]==27.0.1", "gevent==26.9.0", "granian==2.8.7", "falcon==4.4.0",
+         "orjson==3.13.0", *SKLEARN],
         EMBEDDINGS,
     ),
     "falcon": (
-        ["falcon==4.4.0", "orjson==3.13.0", "gunicorn==27.0.1", "gevent==26.9.0", "granian==2.8.7", *SKLEARN],
+        ["falcon==4.4.0", "orjson==3.13.0", "gunicorn[gevent]==27.0.1", "gevent==26.9.0", "granian==2.8.7", *SKLEARN],
         EMBEDDINGS,
     ),
     "fastapi": (["fastapi==0.163.2", "uvicorn[standard]==0.54.0", *SKLEARN], EMBEDDINGS),

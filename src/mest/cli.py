@@ -153,6 +153,8 @@ def serve(app: str, **flags: Any) -> None:
     if flags["server"] == "granian":
         if importlib.util.find_spec("granian") is None:
             raise click.ClickException("mest serve --server granian needs granian: pip install 'mest[granian]'")
+        if flags["reload"] and importlib.util.find_spec("watchfiles") is None:
+            raise click.ClickException("--reload with granian needs watchfiles: pip install 'granian[reload]'")
     elif importlib.util.find_spec("gunicorn") is None or (
         flags["worker_class"] == "gevent" and importlib.util.find_spec("gevent") is None
     ):
