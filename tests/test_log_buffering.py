@@ -35,7 +35,16 @@ def run_script(code: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+@pytest.mark.parametrize(
+    "formatter",
+    [
+        TextFormatter(),
+        JsonFormatter(),
+        TextFormatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z"),
+        TextFormatter("%(route)s %(request_id)s %(threadName)s | %(message)s"),  # needs a record: built late
+    ],
+    ids=["text", "json", "mest-serve-text", "custom-fields"],
+)
 def test_the_direct_line_is_the_line_logging_would_write(formatter: logging.Formatter) -> None:
     created = 1764072000.987654
     record = access_record(MSG, ARGS, dict(FIELDS), created)

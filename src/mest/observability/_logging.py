@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .._process import current_pid
+from .._process import PROCESS, current_pid
 from ._stderr import StderrHandler
 
 __all__ = [
@@ -44,6 +44,8 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _BODY_LIMIT = 1024
 _DEFAULT_HANDLER = "_mest_default_handler"
+_FORMAT_FIELD = re.compile(r"%\((\w+)\)")
+_DIRECT_FIELDS = frozenset({"asctime", "levelname", "levelno", "name", "message", "process", "created", "msecs"})
 _CONFIGURE_LOCK = threading.Lock()  # two first requests on two threads must not add two handlers
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -81,20 +83,47 @@ class _SecondCache:
 
 
 class TextFormatter(logging.Formatter):
-    """``2024-05-01 12:00:00,123 INFO mest.access: POST /predict 200 1.52ms model=iris ...`` for people."""
+    """``2024-05-01 12:00:00,123 INFO mest.access: POST /predict 200 1.52ms model=iris ...`` for people.
 
-    def __init__(self) -> None:
-        super().__init__(_TEXT_FORMAT)
-        self._seconds = _SecondCache(self.default_time_format, self.converter)
+    Args:
+        fmt: A ``%``-style format, as for :class:`logging.Formatter`; Mest's own by default.
+        datefmt: A ``strftime`` format for ``asctime``; by default logging's, with milliseconds.
+
+    The date is formatted once per second, not once per line. When ``fmt`` uses only ``asctime``,
+    ``levelname``, ``levelno``, ``name``, ``message``, ``process``, ``created`` and ``msecs`` (``mest serve``'s
+    format does), an access line is formatted straight from its parts (:meth:`access_line`).
+    """
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
+        super().__init__(fmt or _TEXT_FORMAT, datefmt)
+        self._seconds = _SecondCache(datefmt or self.default_time_format, self.converter)
+        self._with_msecs = datefmt is None  # logging adds ",123" only to its default date format
+        self.direct = set(_FORMAT_FIELD.findall(self._fmt or "")) <= _DIRECT_FIELDS
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        if datefmt is not None:
+        if datefmt != self.datefmt:
             return super().formatTime(record, datefmt)
-        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+        return self._time(record.created, record.msecs)
+
+    def _time(self, created: float, msecs: float) -> str:
+        stamp = self._seconds(created)
+        return f"{stamp},{int(msecs):03d}" if self._with_msecs else stamp
 
     def access_line(self, created: float, message: str, fields: dict[str, Any] | None) -> str:
         """What :meth:`format` makes of an access record, from its parts (see :func:`direct_access_sink`)."""
-        return f"{self._seconds(created)},{int((created - int(created)) * 1000):03d} INFO {ACCESS_LOGGER}: {message}"
+        if not self.direct:
+            return self.format(access_record(message, (), fields or {}, created))
+        msecs = int((created - int(created)) * 1000) + 0.0
+        return (self._fmt or "") % {
+            "asctime": self._time(created, msecs),
+            "levelname": "INFO",
+            "levelno": logging.INFO,
+            "name": ACCESS_LOGGER,
+            "message": message,
+            "process": PROCESS.pid,
+            "created": created,
+            "msecs": msecs,
+        }
 
 
 class JsonFormatter(logging.Formatter):
@@ -163,7 +192,7 @@ def direct_access_sink() -> tuple[StderrHandler, FormatLine, bool] | None:
         return None
     formatter = handler.formatter
     if type(formatter) is TextFormatter:
-        return handler, formatter.access_line, False
+        return handler, formatter.access_line, not formatter.direct
     if type(formatter) is JsonFormatter:
         return handler, formatter.access_line, True
     return handler, _record_formatter(formatter or _DEFAULT_FORMATTER), True

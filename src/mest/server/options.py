@@ -164,7 +164,7 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if log_format == "json"
-        else {"format": _TEXT_FORMAT, "datefmt": _DATE_FORMAT}
+        else {"()": "mest.observability.TextFormatter", "fmt": _TEXT_FORMAT, "datefmt": _DATE_FORMAT}
     )
     level = level.upper()
     logger = {"level": level, "handlers": ["console"], "propagate": False}
