@@ -19,6 +19,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -45,10 +46,11 @@ def measure(venv: str, target: str, extra: dict[str, str], duration: float) -> t
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "BENCH_WORKLOAD": "W1", "BENCH_MODEL": str(VENVS / venv / "iris.joblib"), "TIMED_TARGET": target, **extra}
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - a file, not a pipe: a pipe nobody reads fills up
     server = subprocess.Popen(
         ["taskset", "-c", "0", str(VENVS / venv / "bin" / "python"), "-m", "gunicorn", "-k", "sync", "-w", "1",
          "-b", f"127.0.0.1:{port}", "timed:app"],
-        cwd=APPS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=APPS, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}/predict"
@@ -69,7 +71,10 @@ def measure(venv: str, target: str, extra: dict[str, str], duration: float) -> t
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
+        server.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+        log.close()
     timed = re.search(r"app_us=([\d.]+) model_us=([\d.]+)", output)
     assert timed, output
     return rps, float(timed.group(1)), float(timed.group(2))
