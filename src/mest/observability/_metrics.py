@@ -277,6 +277,10 @@ def _noop(_: float) -> None:
 # cost more than the update itself. Falls back to the public methods if prometheus_client's internals differ.
 
 
+#: A value, and where its total lives in this process's file: ``(value, mmap or None, position)``.
+_Slot = tuple[Any, Any, int]
+
+
 def _observer_of(child: Any) -> Callable[[float], None]:
     """``child.observe`` of a histogram child: a bisect and two value updates, in one call."""
     try:
@@ -343,9 +347,6 @@ def _value_adder(value: Any) -> Callable[[float], None]:
 
 _pack_double = struct.Struct("d").pack_into
 _write_lock = threading.Lock()
-
-
-_Slot = tuple[Any, Any, int]
 
 
 def _slot(value: Any) -> _Slot | None:

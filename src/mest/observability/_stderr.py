@@ -82,16 +82,12 @@ class StderrHandler(logging.Handler):
         or on the request that fills the buffer). Every argument is immutable by then (strings and numbers).
         """
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            self._pending.append((format_line, created, msg, args, fields))
-            self._pending_bytes += _ACCESS_LINE_BYTES
-            if self._pending_bytes >= FLUSH_BYTES:
-                self._write_pending()
-            elif self._flusher_pid != PROCESS.pid:
-                self._start_flusher()
+            self._queue((format_line, created, msg, args, fields), logging.INFO, _ACCESS_LINE_BYTES)
 
-    def _queue(self, line: str, levelno: int) -> None:
-        self._pending.append(line)
-        self._pending_bytes += len(line)
+    def _queue(self, entry: str | _Deferred, levelno: int, size: int | None = None) -> None:
+        """Add a line (or an access line's parts, counted as ``size`` bytes); write now if it is time."""
+        self._pending.append(entry)
+        self._pending_bytes += len(entry) if size is None else size
         if levelno > logging.INFO or self._pending_bytes >= FLUSH_BYTES:
             self._write_pending()
         elif self._flusher_pid != PROCESS.pid:
