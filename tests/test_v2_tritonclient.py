@@ -1,4 +1,5 @@
-"""The Open Inference Protocol under real gunicorn workers, driven by the standard client (tritonclient[http]).
+"""The Open Inference Protocol on every real server Mest runs on (the dev server behind ``app.run()``, gunicorn's
+sync, gthread and gevent workers, granian), driven by the standard client (tritonclient[http]).
 
 No glue: the client is used exactly as against any V2 server. The raw-HTTP part replays every bad input of
 test_v2_endpoints.py against the real workers and checks each one still answers afterwards.
@@ -20,12 +21,13 @@ from tritonclient.utils import InferenceServerException
 
 import mest
 from apps.v2_app import MyPredictor
-from support.servers import RunningServer, gunicorn
+from support.mest_serve import mest_argv, running
+from support.servers import RunningServer, dev_server, gunicorn
 from test_v2_endpoints import BAD_REQUESTS
 
 pytestmark = pytest.mark.server
 
-WORKERS = ["sync", "gthread", "gevent"]
+SERVERS = ["dev", "sync", "gthread", "gevent", "granian"]
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 
 # One array per V2 datatype tritonclient can send from numpy, at the edges of each type's range.
@@ -46,10 +48,19 @@ ARRAYS: dict[str, np.ndarray[Any, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", params=WORKERS)
+@pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with gunicorn("v2_app:app", worker_class=request.param) as running:
-        yield running
+    kind = request.param
+    if kind == "dev":  # app.run(): tritonclient sends no Content-Type, which wsgiref used to call text/plain
+        with dev_server("v2_app.py") as server:
+            yield server
+    elif kind == "granian":
+        pytest.importorskip("granian")
+        with running(mest_argv("v2_app:app", "--server", "granian", "-w", "1")) as server:
+            yield server
+    else:
+        with gunicorn("v2_app:app", worker_class=kind) as server:
+            yield server
 
 
 @pytest.fixture

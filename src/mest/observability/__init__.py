@@ -7,7 +7,15 @@ The app creates one :class:`Observability`; users meet :class:`JsonFormatter` an
 they configure logging themselves.
 """
 
-from ._logging import ACCESS_FIELDS, ACCESS_LOGGER, JsonFormatter, LogFormat, TextFormatter, configure_logging
+from ._logging import (
+    ACCESS_FIELDS,
+    ACCESS_LOGGER,
+    JsonFormatter,
+    LogFormat,
+    TextFormatter,
+    configure_logging,
+    safe_text,
+)
 from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
 from ._observer import EndpointObserver, Observability
 
@@ -26,4 +34,5 @@ __all__ = [
     "Observability",
     "TextFormatter",
     "configure_logging",
+    "safe_text",
 ]

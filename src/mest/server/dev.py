@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
+from ..observability import safe_text
 
 if TYPE_CHECKING:
     from ..app import Mest
@@ -89,11 +90,20 @@ class _QuietHandler(WSGIRequestHandler):
     limits = RequestLimits()
     raw_requestline: bytes
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Nothing: every request already gets Mest's own access line (``mest.access``)."""
+
     def log_message(self, format: str, *args: Any) -> None:
-        logger.info("%s - %s", self.address_string(), format % args)
+        # What is left are the server's own complaints (a malformed request line, a header too large), which
+        # quote what the client sent: escaped like Mest's access line, so no client writes raw bytes to the log.
+        logger.warning("%s - %s", self.address_string(), safe_text(format % args, 1024))
 
     def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()
+        if self.headers.get("Content-Type") is None:
+            # wsgiref fills in text/plain for a request without the header (tritonclient sends none); PEP 3333
+            # leaves CONTENT_TYPE out then, as gunicorn and granian do.
+            environ.pop("CONTENT_TYPE", None)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             # Tell the app the input ends by itself (PEP 3333's wsgi.input_terminated, as gunicorn sets it).
             environ["wsgi.input_terminated"] = True
