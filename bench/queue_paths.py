@@ -17,7 +17,6 @@ import argparse
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from mest.batching import Batcher
 

@@ -8,6 +8,7 @@ test_endpoints.py; this file proves it survives real sockets, real workers and r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -339,6 +340,30 @@ def test_dev_server_holds_a_burst_of_pending_connections() -> None:
         finally:
             os.kill(server.pid, signal.SIGCONT)
         assert len(sockets) == 64
+
+
+def test_dev_server_logs_one_access_line_per_request_and_escapes_what_clients_send() -> None:
+    with dev_server("core_app.py") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+            sock.sendall(b"GET / HTTP/1.1\x1b[31mred\x00\r\nHost: t\r\n\r\n")  # a malformed request line
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n") and b"Connection: close" in head
+        error = json.loads(body)
+        assert error["status"] == 400 and error["code"] == "bad_request" and error["request_id"]
+        assert "\x1b" not in error["error"]
+        with server.client() as http:
+            response = http.post("/sum", json={"features": [1]}, headers={"X-Request-ID": "one-line-only"})
+        assert response.status_code == 200
+        server.wait_for_output(r"one-line-only")
+        server.wait_for_output(r"mest\.devserver")
+        assert "\x1b" not in server.output and "\x00" not in server.output
+        assert "[31mred" in server.output  # the line is there, with the ESC replaced
+        lines = [line for line in server.output.splitlines() if "POST /sum" in line]
+        assert len(lines) == 1 and "one-line-only" in lines[0], lines
 
 
 def test_dev_server_stops_cleanly_on_sigterm() -> None:

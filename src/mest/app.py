@@ -18,8 +18,7 @@ from .api import Request, Response
 from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
-from .observability import Observability, configure_logging
-from .observability._request_ids import new_request_id
+from .observability import Observability, configure_logging, new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import v2

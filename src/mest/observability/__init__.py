@@ -18,6 +18,7 @@ from ._logging import (
 )
 from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
 from ._observer import EndpointObserver, Observability
+from ._request_ids import new_request_id
 
 __all__ = [
     "ACCESS_FIELDS",
@@ -34,5 +35,6 @@ __all__ = [
     "Observability",
     "TextFormatter",
     "configure_logging",
+    "new_request_id",
     "safe_text",
 ]

@@ -7,6 +7,7 @@ hardened for the internet; production runs under gunicorn.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import signal
 import socketserver
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
-from ..observability import safe_text
+from ..observability import new_request_id, safe_text
 
 if TYPE_CHECKING:
     from ..app import Mest
@@ -89,6 +90,28 @@ class _QuietHandler(WSGIRequestHandler):
 
     limits = RequestLimits()
     raw_requestline: bytes
+    # A request line too malformed to carry a version still gets a status line (the stdlib's default, HTTP/0.9,
+    # answers with a bare body).
+    default_request_version = "HTTP/1.0"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the server refuses before the app runs, in Mest's JSON error shape, and the connection closed."""
+        status = HTTPStatus(code)
+        text = safe_text(message or status.phrase, 300)
+        request_id = new_request_id()
+        self.log_error("code %d, message %s [request_id=%s]", code, text, request_id)
+        body = json.dumps(
+            {"error": text, "code": status.phrase.lower().replace(" ", "_"), "status": code, "request_id": request_id}
+        ).encode()
+        self.close_connection = True
+        self.send_response_only(code)  # the standard reason phrase: never the client's bytes
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-ID", request_id)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Nothing: every request already gets Mest's own access line (``mest.access``)."""
