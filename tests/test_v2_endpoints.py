@@ -891,3 +891,20 @@ def test_declared_predictor_still_serves_its_own_route(client: TestClient) -> No
     own = client.post("/scaler/v2", json={"x": [[1, 2, 3]]})
     assert own.status_code == 200, own.content
     assert own.json() == {"y": [[2.0, 4.0, 6.0]], "total": [12.0]}
+
+
+def test_non_finite_json_tokens_in_and_out_never_null() -> None:
+    from apps.v2_app import register_models
+    from mest import Mest
+    from mest.testing import TestClient
+
+    client = TestClient(register_models(Mest()))
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [4], "data": [NaN, Infinity, -Infinity, 1]}]}'
+    response = client.post("/v2/models/echo/infer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert b'"data":[NaN,Infinity,-Infinity,1.0]' in response.content
+    assert b"null" not in response.content
+    ints = body.replace(b"FP64", b"INT64")
+    rejected = client.post("/v2/models/echo/infer", content=ints, headers={"Content-Type": "application/json"})
+    assert rejected.status_code == 400
+    assert "Input 'x': INT64 data must be integers" in rejected.json()["error"]

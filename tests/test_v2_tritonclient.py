@@ -269,3 +269,21 @@ def test_docs_client_examples_work_as_written(server: RunningServer) -> None:
     got, documented = response.json(), json.loads(shown.group(1))
     assert got["outputs"][0].pop("data") == pytest.approx(documented["outputs"][0].pop("data"))
     assert got == documented
+
+
+@pytest.mark.parametrize("mode", ["json", "binary-in", "binary-out", "binary"])
+def test_non_finite_numbers_survive_every_encoding(client: triton.InferenceServerClient, mode: str) -> None:
+    """NaN and infinities as Triton writes them in JSON (``NaN``, ``Infinity``, ``-Infinity``), never ``null``."""
+    binary_in, binary_out = mode in ("binary", "binary-in"), mode in ("binary", "binary-out")
+    sent = {
+        "fp32": np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32),
+        "fp64": np.array([[np.inf, 2.5], [np.nan, -np.inf]]),
+        "fp16": np.array([-np.inf, np.nan], dtype=np.float16),
+    }
+    inputs = [infer_input(name, array, binary=binary_in) for name, array in sent.items()]
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary_out) for name in sent]
+    result = client.infer("echo", inputs, outputs=outputs)
+    for name, array in sent.items():
+        got = result.as_numpy(name)
+        assert got.dtype == array.dtype and got.shape == array.shape, name
+        np.testing.assert_array_equal(got, array, err_msg=name)  # NaN equals NaN here
