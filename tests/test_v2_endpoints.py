@@ -581,7 +581,7 @@ def test_server_metadata(client: TestClient) -> None:
 
     result = client.get("/v2")
     assert result.status_code == 200
-    assert result.json() == {"name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data"]}
+    assert result.json() == {"name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data", "statistics"]}
 
 
 def test_server_health(client: TestClient) -> None:
@@ -658,13 +658,13 @@ def test_model_ready(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "message"),
     [
-        ("GET", "/v2/models/nope", "Unknown model 'nope'"),
-        ("GET", "/v2/models/nope/ready", "Unknown model 'nope'"),
-        ("POST", "/v2/models/nope/infer", "Unknown model 'nope'"),
-        ("GET", "/v2/models/scaler/versions/9", "Unknown version '9' of model 'scaler'"),
-        ("GET", "/v2/models/scaler/versions/9/ready", "Unknown version '9' of model 'scaler'"),
-        ("POST", "/v2/models/scaler/versions/9/infer", "Unknown version '9' of model 'scaler'"),
-        ("POST", "/v2/models/iris/versions/1/infer", "Unknown version '1' of model 'iris'"),
+        ("GET", "/v2/models/nope", "Request for unknown model: 'nope' is not found"),
+        ("GET", "/v2/models/nope/ready", "Request for unknown model: 'nope' is not found"),
+        ("POST", "/v2/models/nope/infer", "Request for unknown model: 'nope' is not found"),
+        ("GET", "/v2/models/scaler/versions/9", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("GET", "/v2/models/scaler/versions/9/ready", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("POST", "/v2/models/scaler/versions/9/infer", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("POST", "/v2/models/iris/versions/1/infer", "Request for unknown model: 'iris' version 1 is not found"),
         ("GET", "/v2/models/scaler/nothing", "No V2 endpoint matches"),
     ],
 )

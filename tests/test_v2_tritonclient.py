@@ -93,7 +93,7 @@ def test_server_metadata(client: triton.InferenceServerClient) -> None:
     assert client.get_server_metadata() == {
         "name": "mest",
         "version": mest.__version__,
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "statistics"],
     }
 
 
@@ -287,3 +287,41 @@ def test_non_finite_numbers_survive_every_encoding(client: triton.InferenceServe
         got = result.as_numpy(name)
         assert got.dtype == array.dtype and got.shape == array.shape, name
         np.testing.assert_array_equal(got, array, err_msg=name)  # NaN equals NaN here
+
+
+def test_statistics_extension_read_by_tritonclient(client: triton.InferenceServerClient) -> None:
+    x = infer_input("x", np.ones((1, 3), dtype=np.float32), binary=True)
+    before = client.get_inference_statistics("scaler", "1")["model_stats"][0]
+    for _ in range(3):
+        client.infer("scaler", [x], model_version="1")
+    with pytest.raises(InferenceServerException):
+        client.infer("scaler", [infer_input("x", np.ones((1, 4), dtype=np.float32), binary=True)], model_version="1")
+    stats = client.get_inference_statistics("scaler", "1")["model_stats"]
+    assert [(s["name"], s["version"]) for s in stats] == [("scaler", "1")]
+    after = stats[0]
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 3
+    inference = after["inference_stats"]
+    assert inference["success"]["count"] - before["inference_stats"]["success"]["count"] == 3
+    assert inference["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert after["last_inference"] >= before["last_inference"] and after["last_inference"] > 0
+    assert after["batch_stats"][0]["batch_size"] == 1
+    everything = client.get_inference_statistics()["model_stats"]
+    assert {(s["name"], s["version"]) for s in everything} >= {("scaler", "1"), ("scaler", "2"), ("iris", "")}
+    both_versions = client.get_inference_statistics("scaler")["model_stats"]
+    assert [s["version"] for s in both_versions] == ["1", "2"]
+
+
+def test_statistics_are_summed_over_gunicorn_workers() -> None:
+    with gunicorn("v2_app:app", worker_class="sync", workers=2) as server:
+        x = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+        for _ in range(24):  # a new connection each: the kernel spreads them over both workers
+            response = httpx.post(server.url + "/v2/models/scaler/versions/2/infer", json=x, timeout=30)
+            assert response.status_code == 200
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        try:
+            for _ in range(8):  # whichever worker answers, it reports every worker's totals
+                [stats] = client.get_inference_statistics("scaler", "2")["model_stats"]
+                assert stats["inference_count"] == 24 and stats["execution_count"] == 24
+        finally:
+            client.close()

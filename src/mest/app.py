@@ -229,7 +229,9 @@ class Mest:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
             self._add_endpoint("GET", self.settings.health_ready_path, self._ready)
-        for method, path, handler in v2.server_endpoints(self):
+        metrics = self._observability.metrics
+        self._statistics = metrics.statistics if metrics is not None else None
+        for method, path, handler in v2.server_endpoints(self, self._statistics):
             self._add_endpoint(method, path, handler)
         if self.settings.metrics_path:
             self._add_endpoint("GET", self.settings.metrics_path, self._observability.serve_metrics)
@@ -280,6 +282,9 @@ class Mest:
         name = _derive_name(route) if name is None else name
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
+        if name in v2.RESERVED_NAMES:
+            raise ValueError(f"The model name {name!r} is taken by the Open Inference Protocol's own paths "
+                             f"(/v2/models/{name}); pass another name=.")
         if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
             raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
         for other in self._pipelines.values():
@@ -307,7 +312,7 @@ class Mest:
         self._pipelines[route] = pipeline
         self._add_endpoint("POST", route, pipeline)
         self._model_of[route] = pipeline
-        for method, path, handler in v2.model_endpoints(self, pipeline):
+        for method, path, handler in v2.model_endpoints(self, pipeline, self._statistics):
             self._add_endpoint(method, path, handler)
             self._model_of[path] = pipeline
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = [
     "EndpointMetrics",
     "Metrics",
     "ModelMetrics",
+    "ModelStatistics",
 ]
 
 #: Seconds: sub-millisecond (a cached or tiny model) to a minute (a large model on a cold start).
@@ -78,6 +80,16 @@ class _Families:
             "mest_rejections",
             "Requests refused without an answer from the model: queue_full (503), not_ready (503), timeout (504).",
             ["model", "version", "reason"], registry=registry,
+        )
+        self.failures = Counter(
+            "mest_failures",
+            "Requests whose pre_process (its input), infer or post_process raised.",
+            ["model", "version", "stage"], registry=registry,
+        )
+        self.last_inference = Gauge(
+            "mest_last_inference_timestamp_seconds",
+            "When the model last started a batch (Unix time, the latest over every worker).",
+            ["model", "version"], multiprocess_mode="max", registry=registry,
         )
         self.ready = Gauge(
             "mest_model_ready",
@@ -173,6 +185,8 @@ class ModelMetrics:
         self._queue_depth: Callable[[float], None] = _noop
         self._depth_shown = -1
         self._rejections: dict[str, Callable[[], None]] = {}
+        self._failures: dict[str, Callable[[], None]] = {}
+        self._last_inference: Callable[[float], None] = _noop
         self._families: _Families | None = None
 
     def _bind(self, families: _Families) -> None:
@@ -185,6 +199,8 @@ class ModelMetrics:
         # An unbatched model's batches all have size 1: observing that would cost every request for nothing.
         self._batch_size = _observer_of(families.batch_size.labels(*labels)) if batched else _noop
         self._queue_depth = families.queue_depth.labels(*labels).set
+        self._last_inference = _setter_of(families.last_inference.labels(*labels))
+        self._failures = {}
         self._depth_shown = -1
         self._show_depth(0)
         self._rejections = {}
@@ -218,6 +234,16 @@ class ModelMetrics:
             ).inc
         inc()
 
+    def failed(self, stage: str) -> None:
+        """A request failed in ``pre_process``, ``infer`` or ``post_process`` (only failures cost anything)."""
+        if not self._bound():
+            return
+        inc = self._failures.get(stage)
+        if inc is None:
+            assert self._families is not None
+            inc = self._failures[stage] = self._families.failures.labels(self.name, self.version, stage).inc
+        inc()
+
     def setup_finished(self, ready: bool) -> None:
         """The predictor's setup ran in this process."""
         if self._bound():
@@ -232,6 +258,7 @@ class ModelMetrics:
         if self._metrics.pid != PROCESS.pid:
             return
         self._batch_size(size)
+        self._last_inference(time.time())
         observe = self._queue_wait
         for wait in queue_waits:
             observe(wait)
@@ -326,6 +353,25 @@ def _direct_observer(bounds: list[float], slots: list[_Slot]) -> Callable[[float
                 _pack_double(bucket_mapping, bucket_position, count)
 
     return observe
+
+
+def _setter_of(child: Any) -> Callable[[float], None]:
+    """``child.set`` of a gauge child: the new value written straight into its slot (see ``_mmap_adder``)."""
+    value = getattr(child, "_value", None)
+    slot = _slot(value) if value is not None else None
+    if slot is None:
+        setter: Callable[[float], None] = child.set
+        return setter
+    target, mapping, position = slot
+    lock = _write_lock
+
+    def set_value(amount: float) -> None:
+        with lock:
+            target._value = amount
+            if mapping is not None:
+                _pack_double(mapping, position, amount)
+
+    return set_value
 
 
 def _adder_of(child: Any) -> Callable[[float], None]:
@@ -454,24 +500,94 @@ class Metrics:
         """The shared directory in multiprocess mode (``None`` in single-process mode or before binding)."""
         return self._directory.path if self._directory is not None else None
 
-    def render(self, accept: str | None) -> tuple[bytes, str]:
-        """The exposition for a scrape: ``(body, content type)`` in the format the ``Accept`` header asks for."""
+    def _merged(self) -> Any:
+        """What a scrape reads: this process's registry, or every worker's files merged (under the lock)."""
         from prometheus_client import CollectorRegistry
-        from prometheus_client.exposition import choose_encoder
 
         if self.pid != PROCESS.pid:
             self.bind()
-        encoder, content_type = choose_encoder(accept or "")
         for model in self._models:
             model.refresh()
         directory = self._directory
         if directory is None:
             assert self._registry is not None
-            return encoder(self._registry), content_type
+            return self._registry
         from prometheus_client.multiprocess import MultiProcessCollector
 
         with _multiprocess.locked(directory):
             _multiprocess.reap_dead(directory)
             registry = CollectorRegistry()
             MultiProcessCollector(registry, directory.path)  # type: ignore[no-untyped-call]
-            return encoder(registry), content_type
+            # Read now, under the lock: the collector reads the files when collected.
+            families = list(registry.collect())
+        return _Collected(families)
+
+    def statistics(self) -> dict[tuple[str, str], ModelStatistics]:
+        """Every model's totals, summed over the workers as ``/metrics`` sums them, keyed by (name, version)."""
+        stats: dict[tuple[str, str], ModelStatistics] = {}
+        for family in self._merged().collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if "model" not in labels or "version" not in labels:
+                    continue
+                key = (labels["model"], labels["version"])
+                entry = stats.get(key)
+                if entry is None:
+                    entry = stats[key] = ModelStatistics()
+                entry.add(sample.name, labels, sample.value)
+        return stats
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition for a scrape: ``(body, content type)`` in the format the ``Accept`` header asks for."""
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._merged()), content_type
+
+
+class _Collected:
+    """Metric families already read, in the shape of a registry (what the exposition encoders take)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
+
+
+class ModelStatistics:
+    """One model version's totals over every worker (what the V2 statistics extension reports).
+
+    Attributes:
+        stages: ``{stage: [count, seconds]}`` of ``mest_stage_duration_seconds`` (``queue_wait``,
+            ``pre_process``, ``infer`` per batch, ``post_process``).
+        rejected: Requests refused before the model answered (``mest_rejections``).
+        failed: Requests whose ``pre_process``, ``infer`` or ``post_process`` raised (``mest_failures``).
+        last_inference: Unix time of the last batch started, or 0.
+        batch_sizes: ``{bucket upper bound: batches}`` of ``mest_batch_size`` (batched models only).
+    """
+
+    __slots__ = ("batch_sizes", "failed", "last_inference", "rejected", "stages")
+
+    def __init__(self) -> None:
+        self.stages: dict[str, list[float]] = {stage: [0.0, 0.0] for stage in STAGES}
+        self.rejected = 0.0
+        self.failed = 0.0
+        self.last_inference = 0.0
+        self.batch_sizes: dict[float, float] = {}
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        """Fold one sample of Mest's families in."""
+        if name == "mest_stage_duration_seconds_count" and labels.get("stage") in self.stages:
+            self.stages[labels["stage"]][0] += value
+        elif name == "mest_stage_duration_seconds_sum" and labels.get("stage") in self.stages:
+            self.stages[labels["stage"]][1] += value
+        elif name == "mest_rejections_total":
+            self.rejected += value
+        elif name == "mest_failures_total":
+            self.failed += value
+        elif name == "mest_last_inference_timestamp_seconds":
+            self.last_inference = max(self.last_inference, value)
+        elif name == "mest_batch_size_bucket" and labels.get("le") not in (None, "+Inf"):
+            bound = float(labels["le"])
+            self.batch_sizes[bound] = self.batch_sizes.get(bound, 0.0) + value
