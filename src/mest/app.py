@@ -119,6 +119,18 @@ def _derive_name(route: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", name) or "root"
 
 
+def _check_name(name: Any, version: Any) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
+    if name in v2.RESERVED_NAMES:
+        raise ValueError(
+            f"The model name {name!r} is taken by the Open Inference Protocol's own paths (/v2/models/{name}); "
+            "pass another name=."
+        )
+    if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
+        raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
+
+
 def _check_predictor(predictor: Any) -> None:
     if isinstance(predictor, type):
         raise TypeError(
@@ -280,13 +292,7 @@ class Mest:
         if route in self._routes:
             raise ValueError(f"Route {route!r} is already registered; each route serves one handler.")
         name = _derive_name(route) if name is None else name
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
-        if name in v2.RESERVED_NAMES:
-            raise ValueError(f"The model name {name!r} is taken by the Open Inference Protocol's own paths "
-                             f"(/v2/models/{name}); pass another name=.")
-        if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
-            raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
+        _check_name(name, version)
         for other in self._pipelines.values():
             if (other.config.name, other.config.version) == (name, version):
                 label = name if version is None else f"{name} version {version}"

@@ -26,7 +26,7 @@ _ZERO = {"count": 0, "ns": 0}
 
 
 def _duration(count: float, seconds: float) -> dict[str, int]:
-    return {"count": int(count), "ns": int(round(seconds * 1e9))}
+    return {"count": int(count), "ns": round(seconds * 1e9)}
 
 
 def _model_entry(name: str, version: str, batched: bool, stats: Any) -> dict[str, Any]:
