@@ -581,7 +581,9 @@ def test_server_metadata(client: TestClient) -> None:
 
     result = client.get("/v2")
     assert result.status_code == 200
-    assert result.json() == {"name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data", "statistics"]}
+    assert result.json() == {
+        "name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data", "statistics"]
+    }
 
 
 def test_server_health(client: TestClient) -> None:
