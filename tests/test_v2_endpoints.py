@@ -100,10 +100,10 @@ BAD_REQUESTS = [
     ),
     _case(
         "echo",
-        infer_doc(tensor("a", "BF16", [1], [1])),
+        infer_doc(tensor("a", "BF32", [1], [1])),
         400,
-        "Input 'a': unknown datatype 'BF16'",
-        id="bf16-unsupported",
+        "Input 'a': unknown datatype 'BF32'",
+        id="unknown-datatype",
     ),
     _case(
         "echo",
@@ -910,3 +910,21 @@ def test_non_finite_json_tokens_in_and_out_never_null() -> None:
     rejected = client.post("/v2/models/echo/infer", content=ints, headers={"Content-Type": "application/json"})
     assert rejected.status_code == 400
     assert "Input 'x': INT64 data must be integers" in rejected.json()["error"]
+
+
+def test_bf16_without_ml_dtypes_is_a_400_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from apps.v2_app import register_models
+    from mest import Mest
+    from mest.testing import TestClient
+
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # as if not installed
+    client = TestClient(register_models(Mest()))
+    header = b'{"inputs":[{"name":"h","datatype":"BF16","shape":[2],"parameters":{"binary_data_size":4}}]}'
+    response = client.post(
+        "/v2/models/echo/infer", content=header + b"\x00\x3f\x00\x40",
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "pip install 'mest[bf16]'" in response.json()["error"]

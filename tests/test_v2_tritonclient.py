@@ -325,3 +325,14 @@ def test_statistics_are_summed_over_gunicorn_workers() -> None:
                 assert stats["inference_count"] == 24 and stats["execution_count"] == 24
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("binary_out", [True, False], ids=["binary-out", "json-out"])
+def test_bf16_over_the_binary_extension(client: triton.InferenceServerClient, binary_out: bool) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = np.array([[1.5, -2.0, 0.25], [3.0, np.inf, -0.5]], dtype=ml_dtypes.bfloat16)
+    tensor = triton.InferInput("h", list(values.shape), "BF16")
+    tensor.set_data_from_numpy(values, binary_data=True)  # tritonclient sends BF16 only as binary
+    result = client.infer("echo", [tensor], outputs=[triton.InferRequestedOutput("h", binary_data=binary_out)])
+    assert result.get_output("h")["datatype"] == "BF16"
+    np.testing.assert_array_equal(result.as_numpy("h").astype(np.float32), values.astype(np.float32))
