@@ -374,7 +374,7 @@ def test_wrong_method_is_405_with_allow(sum_client: TestClient, method: str) -> 
 def test_wrong_method_on_health_is_405(sum_client: TestClient) -> None:
     result = sum_client.post("/health/live", json={})
     assert_error(result, 405, "method_not_allowed")
-    assert result.headers["allow"] == "GET"
+    assert result.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/sum/", "/sum/extra", "/SUM", "/health", "/%E2%98%83"])

@@ -234,6 +234,7 @@ class Mest:
         if not isinstance(self._framework, WebFramework):
             raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._implicit_heads: set[str] = set()
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
         self._build_lock = threading.Lock()
@@ -339,6 +340,10 @@ class Mest:
         methods[method] = wrapped
         if self._wsgi is not None:  # already serving: the adapter learns new routes at once
             self._framework.add_route(method, path, wrapped)
+        if method == "GET" and "HEAD" not in methods:
+            # RFC 9110 §9.3.2: HEAD answers as GET, without the body (probes and load balancers send it).
+            self._implicit_heads.add(path)
+            self._add_endpoint("HEAD", path, handler)
 
     @property
     def pipelines(self) -> list[Pipeline]:
@@ -346,8 +351,15 @@ class Mest:
         return list(self._pipelines.values())
 
     def routes(self) -> list[tuple[str, str]]:
-        """Every ``(method, path)`` the app serves, in registration order."""
-        return [(method, path) for path, methods in self._routes.items() for method in methods]
+        """Every ``(method, path)`` the app serves, in registration order (HEAD, which every GET route
+        answers, is not listed)."""
+        heads = self._implicit_heads
+        return [
+            (method, path)
+            for path, methods in self._routes.items()
+            for method in methods
+            if method != "HEAD" or path not in heads
+        ]
 
     def model_of(self, path: str) -> Pipeline | None:
         """The registered model a path belongs to (its own route or a protocol endpoint), if any."""
@@ -396,6 +408,9 @@ class Mest:
             if after is not None:
                 after(req, response)
             response.headers.append(("X-Request-ID", req.request_id))
+            if req.method == "HEAD":  # the headers of the GET answer, with its length, and no body
+                response.headers.append(("Content-Length", str(len(response.body))))
+                response.body = b""
             if observer is not None:
                 observer.end(req, response, perf_counter() - started)
             return response
