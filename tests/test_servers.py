@@ -244,6 +244,20 @@ def test_workers_keep_serving_after_errors(server: RunningServer, client: httpx.
     assert server.process.poll() is None
 
 
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_flood_of_one_fault_logs_one_traceback_per_process(kind: str) -> None:
+    with serve(kind) as server, server.client() as http:
+        for i in range(30):
+            response = http.post("/sum", json={"features": [666]}, headers={"X-Request-ID": f"flood-{i}"})
+            assert response.status_code == 500
+        assert http.post("/sum", json={"features": [2]}).json()["sum"] == 2.0
+        server.wait_for_output(r"RuntimeError: the model exploded")
+        server.wait_for_output(r"POST /sum 200 ")  # every access line up to the last request has been written
+        tracebacks = server.output.count("RuntimeError: the model exploded")
+        workers = 2 if kind == "sync" else 1
+        assert 1 <= tracebacks <= workers, server.output[-4000:]
+
+
 # -- request ids ----------------------------------------------------------------------------------------
 
 

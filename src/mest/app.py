@@ -18,7 +18,7 @@ from .api import Request, Response
 from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
-from .observability import Observability, configure_logging, new_request_id
+from .observability import Observability, RepeatFilter, configure_logging, fault_key, new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import v2
@@ -235,6 +235,7 @@ class Mest:
             raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
         self._routes: dict[str, dict[str, Handler]] = {}
         self._implicit_heads: set[str] = set()
+        self._repeats = RepeatFilter()
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
         self._build_lock = threading.Lock()
@@ -394,13 +395,10 @@ class Mest:
                 early = before(req) if before is not None else None
                 response = render(early if early is not None else handler(req))
             except MestError as error:
-                response = self._error_response(error, req)
+                response = self._error_response(error, req, path)
             except Exception as exc:
-                logger.error(
-                    "unhandled error in %s %s [request_id=%s]", req.method, req.path, req.request_id,
-                    exc_info=exc, extra={"request_id": req.request_id},
-                )
-                response = self._error_response(MestError("Internal server error."), req, logged=True)
+                self._log_fault(logging.ERROR, "unhandled error", req, path, exc, exc_info=exc)
+                response = self._error_response(MestError("Internal server error."), req, path, logged=True)
             except BaseException:  # the worker is being stopped (SystemExit, GreenletExit): no response
                 if observer is not None:
                     observer.abort()
@@ -417,22 +415,38 @@ class Mest:
 
         return endpoint
 
-    @staticmethod
-    def _error_response(error: MestError, req: Request, *, logged: bool = False) -> Response:
+    def _error_response(
+        self, error: MestError, req: Request, path: str | None, *, logged: bool = False
+    ) -> Response:
         status = int(error.status)
         if status >= 500 and not logged:
             cause = error.__cause__
+            text = f"{status} {error.message}"
             if cause is not None or status == 500:
-                logger.error(
-                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id, exc_info=cause or error, extra={"request_id": req.request_id},
-                )
+                self._log_fault(logging.ERROR, text, req, path, error, exc_info=cause or error)
             else:
-                logger.warning(
-                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id, extra={"request_id": req.request_id},
-                )
+                self._log_fault(logging.WARNING, text, req, path, error)
         return render(Response(error_body(error, req.request_id), status, error.headers))
+
+    def _log_fault(
+        self, level: int, text: str, req: Request, path: str | None, error: BaseException,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """Log a server fault: the first of its kind in full, repeats counted (observability/_repeats.py)."""
+        repeats = self._repeats.check(fault_key(path, error))
+        if repeats is None:
+            return
+        extra = {"request_id": req.request_id}
+        if repeats == 0:
+            logger.log(
+                level, "%s in %s %s [request_id=%s]", text, req.method, req.path, req.request_id,
+                exc_info=exc_info, extra=extra,
+            )
+        else:
+            logger.log(
+                level, "%s in %s %s [request_id=%s]: %d times since it was last logged (not logged each time; "
+                "the metrics count every one)", text, req.method, req.path, req.request_id, repeats, extra=extra,
+            )
 
     def _fallback(self, req: Request) -> Response:
         methods = self._routes.get(req.path)

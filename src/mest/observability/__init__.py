@@ -18,6 +18,7 @@ from ._logging import (
 )
 from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
 from ._observer import EndpointObserver, Observability
+from ._repeats import RepeatFilter, fault_key
 from ._request_ids import new_request_id
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
     "Metrics",
     "ModelMetrics",
     "Observability",
+    "RepeatFilter",
     "TextFormatter",
     "configure_logging",
+    "fault_key",
     "new_request_id",
     "safe_text",
 ]
