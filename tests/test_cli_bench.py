@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mest.loadgen import LoadError, LoadResult, Progress, run_load
 from mest.cli import main
+from mest.loadgen import LoadError, LoadResult, Progress, run_load
 from support.servers import RunningServer, gunicorn
 
 SHORT = ["--duration", "400ms", "--warmup", "100ms"]
