@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .config import ENV_PREFIX, ConfigError, known_variables
 from .loadgen._cli import bench
 from .server.loader import AppLoadError, describe_app, load_app
@@ -32,7 +32,6 @@ __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-APP_HELP = "The app as MODULE:ATTRIBUTE (default attribute: app), e.g. app:app, service.main:app or src/app.py."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

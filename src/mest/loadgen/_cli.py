@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from .. import __version__
+from .._version import __version__
 
 if TYPE_CHECKING:
     from ._engine import LoadResult, Progress

@@ -23,13 +23,12 @@ its own route; the request's ``parameters`` are on ``req.context["parameters"]``
 
 from __future__ import annotations
 
-import functools
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
 from ..api import Request, Response
 from ..codecs import json
 from ..codecs import v2 as codec
@@ -78,14 +77,6 @@ Correct usage:
         outputs = [TensorSpec("probability", "FP64", [-1, 3])]"""
 
 
-@functools.cache
-def _server_version() -> str:
-    try:
-        return metadata.version("mest")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
-
-
 def declared_tensors(predictor: Any, attribute: str) -> tuple[TensorSpec, ...] | None:
     """A predictor's ``inputs`` or ``outputs`` declaration, checked; ``None`` when it declares none.
 
@@ -119,7 +110,7 @@ def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[En
     extensions = [e for e in EXTENSIONS if e != "statistics" or statistics is not None]
 
     def server_metadata(req: Request) -> Response:
-        return Response({"name": "mest", "version": _server_version(), "extensions": extensions})
+        return Response({"name": "mest", "version": __version__, "extensions": extensions})
 
     def live(req: Request) -> Response:
         return Response({"live": True})
