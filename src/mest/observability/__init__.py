@@ -17,15 +17,18 @@ from ._logging import (
     safe_text,
 )
 from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
+from ._multiprocess import MASTER_ENV
 from ._observer import EndpointObserver, Observability
 from ._repeats import RepeatFilter, fault_key
 from ._request_ids import new_request_id
+from ._stderr import StderrHandler
 
 __all__ = [
     "ACCESS_FIELDS",
     "ACCESS_LOGGER",
     "BATCH_SIZE_BUCKETS",
     "LATENCY_BUCKETS",
+    "MASTER_ENV",
     "STAGES",
     "EndpointMetrics",
     "EndpointObserver",
@@ -35,6 +38,7 @@ __all__ = [
     "ModelMetrics",
     "Observability",
     "RepeatFilter",
+    "StderrHandler",
     "TextFormatter",
     "configure_logging",
     "fault_key",

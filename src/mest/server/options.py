@@ -153,7 +153,7 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
             "console": {"class": "logging.StreamHandler", "formatter": "mest", "stream": "ext://sys.stderr"},
             # Mest's own lines (one access line per request) go through its buffered handler: written in
             # batches, warnings and errors at once (docs/observability.md).
-            "mest": {"class": "mest.observability._stderr.StderrHandler", "formatter": "mest"},
+            "mest": {"class": "mest.observability.StderrHandler", "formatter": "mest"},
         },
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
