@@ -65,6 +65,8 @@ def _user_errors(spec: str) -> Iterator[None]:
     except ConfigError as exc:
         raise click.ClickException(f"Invalid configuration: {exc}") from None
     except Exception as exc:
+        if type(exc).__name__ in ("RepositoryError", "MissingExtra") and type(exc).__module__.startswith("mest."):
+            raise click.ClickException(str(exc)) from None  # a model repository's error names file and field
         traceback.print_exc(file=sys.stderr)
         raise click.ClickException(f"Importing {spec} failed: {type(exc).__name__}: {exc}") from None
 
@@ -89,13 +91,39 @@ def _warn_unknown_variables(extra: Sequence[str] = ()) -> None:
 
 
 def _app_argument(command: F) -> F:
-    return click.argument("app", metavar="APP", envvar="MEST_APP")(command)
+    # Optional: `--model-repository DIR` serves a folder of model files instead (mest.repository).
+    command = click.option(
+        "--model-control", envvar="MEST_MODEL_CONTROL", show_envvar=True, default="none", show_default=True,
+        type=click.Choice(["none", "explicit"]),
+        help="explicit: serve the V2 repository extension (index, load, unload) for --model-repository.",
+    )(command)
+    command = click.option(
+        "--model-repository", envvar="MEST_MODEL_REPOSITORY", show_envvar=True, default=None,
+        type=click.Path(exists=True, file_okay=False), help="Serve DIR/NAME/VERSION/model.EXT with no code "
+        "(docs/runtimes.md), instead of APP.",
+    )(command)
+    return click.argument("app", metavar="APP", envvar="MEST_APP", required=False)(command)
+
+
+def _app_spec(app: str | None, model_repository: str | None, model_control: str) -> tuple[str, dict[str, str]]:
+    """The app spec to load, and the variables its processes need, from APP or --model-repository."""
+    from .repository.served import SPEC
+
+    if model_repository is None:
+        if app is None:
+            raise click.UsageError("Missing APP (like app:app), or --model-repository DIR.")
+        return app, {}
+    if app is not None and app != SPEC:
+        raise click.UsageError("Give APP or --model-repository, not both.")
+    environ = {"MEST_MODEL_REPOSITORY": os.path.abspath(model_repository), "MEST_MODEL_CONTROL": model_control}
+    os.environ.update(environ)  # for this process too (`mest routes`/`check` load the app here)
+    return SPEC, environ
 
 
 # -- mest serve ----------------------------------------------------------------------------------------
 
 #: Every `mest serve` option's environment variable (for the unknown-variable warning).
-SERVE_VARIABLES: list[str] = ["MEST_APP"]
+SERVE_VARIABLES: list[str] = ["MEST_APP", "MEST_MODEL_REPOSITORY", "MEST_MODEL_CONTROL"]
 
 
 def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
@@ -144,7 +172,7 @@ def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
          help="Log lines as text, or one JSON object per line.")
 @_option("--log-level", envvar="MEST_LOG_LEVEL", default="info",
          type=click.Choice(["debug", "info", "warning", "error", "critical"]), help="Log level.")
-def serve(app: str, **flags: Any) -> None:
+def serve(app: str | None, model_repository: str | None, model_control: str, **flags: Any) -> None:
     """Serve APP under gunicorn (or granian), ready for production.
 
     APP is MODULE:ATTRIBUTE, e.g. app:app. Prints the URL, workers and routes once it listens. SIGTERM
@@ -164,8 +192,9 @@ def serve(app: str, **flags: Any) -> None:
     from .server.options import ServeOptions
 
     _warn_unknown_variables(SERVE_VARIABLES)
+    app, environ = _app_spec(app, model_repository, model_control)
     try:
-        options = ServeOptions(app=app, **flags)
+        options = ServeOptions(app=app, environ=environ, **flags)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -197,10 +226,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 @main.command()
 @_app_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def routes(app: str, as_json: bool) -> None:
+def routes(app: str | None, model_repository: str | None, model_control: str, as_json: bool) -> None:
     """List APP's routes with the model, version and batching settings behind each."""
     if not as_json:  # `mest serve` runs `routes --json` and has warned already
         _warn_unknown_variables(SERVE_VARIABLES)
+    app, _ = _app_spec(app, model_repository, model_control)
     description = describe_app(_load(app))
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -255,7 +285,7 @@ def _check_model(pipeline: Pipeline, client: Any) -> tuple[bool, str]:
 
 @main.command()
 @_app_argument
-def check(app: str) -> None:
+def check(app: str | None, model_repository: str | None, model_control: str) -> None:
     """Import APP, set up every model and run each predictor's example end to end.
 
     Exits with status 1 and says why if anything fails: for CI and container health checks. A predictor
@@ -264,6 +294,7 @@ def check(app: str) -> None:
     from .testing import TestClient
 
     _warn_unknown_variables(SERVE_VARIABLES)
+    app, _ = _app_spec(app, model_repository, model_control)
     mest_app = _load(app)
     keys = mest_app.settings.api_keys
     client = TestClient(mest_app, headers={"X-API-Key": keys[0]} if keys else None)

@@ -7,6 +7,7 @@ formats whose extra is missing.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,9 @@ def onnx_iris(path: Path) -> tuple[Path, np.ndarray[Any, Any]]:
 def skops_iris(path: Path, method: str = "predict") -> tuple[Path, np.ndarray[Any, Any]]:
     """A scaler + logistic-regression pipeline saved with skops."""
     sio = pytest.importorskip("skops.io")
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from sklearn.linear_model import LogisticRegression
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X_TRAIN, Y_TRAIN)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,9 @@ def torchscript_iris(path: Path) -> tuple[Path, np.ndarray[Any, Any]]:
     torch = pytest.importorskip("torch")
     module = _torch_module()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(torch.jit.script(module), str(path))
+    with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; files made with it are still served
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(module), str(path))
     with torch.inference_mode():
         return path, module(torch.from_numpy(X.astype(np.float32))).numpy()
 

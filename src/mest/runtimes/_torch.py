@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,9 @@ class TorchModel(RuntimeModel):
             module = program.module().to(device)
             inputs = self.declared_inputs or _exported_inputs(program)
         else:
-            module = torch.jit.load(self.path, map_location=device)
+            with warnings.catch_warnings():  # recent torch deprecates TorchScript; its files still load and run
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(self.path, map_location=device)
             inputs = self.declared_inputs or ()
         if hasattr(module, "eval") and not self.exported:  # exported modules refuse eval(); they are traced so
             module.eval()
