@@ -115,9 +115,18 @@ def _app_spec(app: str | None, model_repository: str | None, model_control: str)
         return app, {}
     if app is not None and app != SPEC:
         raise click.UsageError("Give APP or --model-repository, not both.")
-    environ = {"MEST_MODEL_REPOSITORY": os.path.abspath(model_repository), "MEST_MODEL_CONTROL": model_control}
-    os.environ.update(environ)  # for this process too (`mest routes`/`check` load the app here)
-    return SPEC, environ
+    return SPEC, {"MEST_MODEL_REPOSITORY": os.path.abspath(model_repository), "MEST_MODEL_CONTROL": model_control}
+
+
+def _load_target(app: str | None, model_repository: str | None, model_control: str) -> Mest:
+    """The app `mest routes` and `mest check` work on: APP, or one built from --model-repository."""
+    spec, _ = _app_spec(app, model_repository, model_control)
+    if model_repository is None:
+        return _load(spec)
+    from .repository import app_from_repository
+
+    with _user_errors(model_repository), contextlib.redirect_stdout(sys.stderr):
+        return app_from_repository(model_repository, model_control=model_control)  # type: ignore[arg-type]
 
 
 # -- mest serve ----------------------------------------------------------------------------------------
@@ -230,8 +239,7 @@ def routes(app: str | None, model_repository: str | None, model_control: str, as
     """List APP's routes with the model, version and batching settings behind each."""
     if not as_json:  # `mest serve` runs `routes --json` and has warned already
         _warn_unknown_variables(SERVE_VARIABLES)
-    app, _ = _app_spec(app, model_repository, model_control)
-    description = describe_app(_load(app))
+    description = describe_app(_load_target(app, model_repository, model_control))
     if as_json:
         click.echo(json.dumps(description, indent=2))
         return
@@ -294,8 +302,8 @@ def check(app: str | None, model_repository: str | None, model_control: str) -> 
     from .testing import TestClient
 
     _warn_unknown_variables(SERVE_VARIABLES)
-    app, _ = _app_spec(app, model_repository, model_control)
-    mest_app = _load(app)
+    mest_app = _load_target(app, model_repository, model_control)
+    app = app or model_repository
     keys = mest_app.settings.api_keys
     client = TestClient(mest_app, headers={"X-API-Key": keys[0]} if keys else None)
     pipelines = mest_app.pipelines
