@@ -102,7 +102,7 @@ def _app_argument(command: F) -> F:
         type=click.Path(exists=True, file_okay=False), help="Serve DIR/NAME/VERSION/model.EXT with no code "
         "(docs/runtimes.md), instead of APP.",
     )(command)
-    return click.argument("app", metavar="APP", envvar="MEST_APP", required=False)(command)
+    return click.argument("app", metavar="[APP]", envvar="MEST_APP", required=False)(command)
 
 
 def _app_spec(app: str | None, model_repository: str | None, model_control: str) -> tuple[str, dict[str, str]]:
