@@ -216,3 +216,14 @@ def test_mest_routes_and_check_on_a_repository(repo: tuple[Path, dict[str, Any]]
     assert "ok    iris v2 (/models/iris)" in check.output and "4 model(s) OK" in check.output
     both = CliRunner().invoke(main, ["check", "app:app", "--model-repository", str(root)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_every_setting_and_suffix_is_documented() -> None:
+    from mest import runtimes
+    from mest.repository import ModelSettings
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "runtimes.md").read_text()
+    for field in ModelSettings.model_fields:
+        assert f"`{field}`" in text, f"mest.json field {field!r} is missing from docs/runtimes.md"
+    for suffix in runtimes.SUFFIXES:
+        assert f"`{suffix}`" in text, f"suffix {suffix!r} is missing from docs/runtimes.md"
