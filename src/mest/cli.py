@@ -65,8 +65,11 @@ def _user_errors(spec: str) -> Iterator[None]:
     except ConfigError as exc:
         raise click.ClickException(f"Invalid configuration: {exc}") from None
     except Exception as exc:
-        if type(exc).__name__ in ("RepositoryError", "MissingExtra") and type(exc).__module__.startswith("mest."):
-            raise click.ClickException(str(exc)) from None  # a model repository's error names file and field
+        from .repository import RepositoryError
+        from .runtimes import MissingExtra
+
+        if isinstance(exc, (RepositoryError, MissingExtra)):  # the message names the file and field, or the extra
+            raise click.ClickException(str(exc)) from None
         traceback.print_exc(file=sys.stderr)
         raise click.ClickException(f"Importing {spec} failed: {type(exc).__name__}: {exc}") from None
 

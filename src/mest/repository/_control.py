@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..api import Request, Response
 from ..codecs import json
 from ..errors import BadRequest, NotFound, ServiceUnavailable
+from ..pipeline import read_body
 from ..runtimes import RuntimePredictor
 from ._state import ModelState, SharedState
 
@@ -166,7 +167,7 @@ class Controller:
 
 
 def _body(req: Request) -> dict[str, object]:
-    raw = req.body
+    raw = read_body(req)
     if not raw.strip():
         return {}
     doc = json.loads(raw)
