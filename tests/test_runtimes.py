@@ -31,6 +31,7 @@ FORMATS: dict[str, tuple[Callable[[Path], tuple[Path, Any]], str, dict[str, Any]
     "onnx": (mf.onnx_iris, "model.onnx", {}, "probabilities"),
     "skops": (mf.skops_iris, "model.skops", {}, "predict"),
     "xgboost": (mf.xgboost_iris, "model.json", {}, "predict"),
+    "xgboost-ubj": (mf.xgboost_iris, "model.ubj", {}, "predict"),
     "lightgbm": (mf.lightgbm_iris, "model.txt", {}, "predict"),
     "torchscript": (mf.torchscript_iris, "model.pt", {"inputs": INPUT_FP32}, "output0"),
     "torch-export": (mf.exported_iris, "model.pt2", {}, "output0"),
@@ -218,3 +219,12 @@ def test_a_missing_extra_says_how_to_install_it(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(runtimes.MissingExtra, match=r"pip install 'mest\[onnx\]'"):
         runtimes.predictor_for(path)
+
+
+def test_the_facades_export_sorted_public_names() -> None:
+    import mest.repository
+
+    for module in (runtimes, mest.repository):
+        assert module.__all__ == sorted(module.__all__)
+        public = {name for name in vars(module) if not name.startswith("_")} - {"annotations"}
+        assert set(module.__all__) <= public

@@ -928,11 +928,16 @@ def workload_section(results: dict[str, Any], workload: str, png_name: str | Non
                 f"| {name} | {c} | {_fmt_rps(s['rps'])} | {_fmt_ms(s['p50_ms'])} | {_fmt_ms(s['p99_ms'])} "
                 f"| {rr} | {pr} | {errors} |"
             )
+    floors = (
+        "The floor of `mest-repository-onnx` is MLServer serving the same model (issue 14's target: at least 2x "
+        "its req/s)."
+        if workload == "W3"
+        else "The floor of a gunicorn or granian row is the falcon app on the same server and worker class; every "
+        "other server is compared with falcon on gevent (the concurrent one)."
+    )
     lines += [
         "",
-        "The floor of a gunicorn or granian row is the falcon app on the same server and worker class; every "
-        "other server is compared with falcon on gevent (the concurrent one). `errors`: socket errors, timeouts "
-        "and non-2xx answers counted by wrk, all repeats together.",
+        f"{floors} `errors`: socket errors, timeouts and non-2xx answers counted by wrk, all repeats together.",
     ]
     if workload == "W1":
         target_rows = targets_w1({(s["server"], s["connections"]): s for s in rows}, connections)
