@@ -227,3 +227,16 @@ def test_every_setting_and_suffix_is_documented() -> None:
         assert f"`{field}`" in text, f"mest.json field {field!r} is missing from docs/runtimes.md"
     for suffix in runtimes.SUFFIXES:
         assert f"`{suffix}`" in text, f"suffix {suffix!r} is missing from docs/runtimes.md"
+
+
+def test_state_of_servers_that_are_gone_is_removed(tmp_path: Path) -> None:
+    import os
+
+    from mest.repository._state import _remove_stale, _start_time
+
+    gone = tmp_path / "4194999-1-abc"  # above the largest pid Linux hands out
+    mine = tmp_path / f"{os.getpid()}-{_start_time(os.getpid())}-abc"
+    gone.mkdir()
+    mine.mkdir()
+    _remove_stale(str(tmp_path))
+    assert not gone.exists() and mine.exists()

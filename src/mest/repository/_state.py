@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -61,6 +62,24 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+def _remove_stale(root: str) -> None:
+    """Remove the state of servers whose master no longer runs (so the directory stays small)."""
+    for entry in os.listdir(root):
+        pid, _, rest = entry.partition("-")
+        start = rest.split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            alive = not start or _start_time(int(pid)) in ("", start)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
 def _shared_dir(repository: str) -> str | None:
     master = _master_pid()
     if master is None or master <= 1:
@@ -72,6 +91,7 @@ def _shared_dir(repository: str) -> str | None:
     if not os.path.isdir(root) or os.path.islink(root) or info.st_uid != os.getuid():
         logger.warning("%s is not a private directory: model control applies to this worker only", root)
         return None
+    _remove_stale(root)
     digest = hashlib.sha256(os.path.realpath(repository).encode()).hexdigest()[:12]
     path = os.path.join(root, f"{master}-{_start_time(master)}-{digest}")
     with contextlib.suppress(FileExistsError):
