@@ -63,6 +63,7 @@ W2_TEXT = "Mest turns a small predictor class into a fast and safe HTTP endpoint
 WORKLOADS = {
     "W1": "iris LogisticRegression (scikit-learn), one row in, 3 probabilities out",
     "W2": "all-MiniLM-L6-v2 sentence embedding (PyTorch, CPU), one text in, 384 floats out",
+    "W3": "zero code: the W1 iris model as a model file, one V2 row in, 3 probabilities out",
 }
 
 
@@ -72,7 +73,8 @@ class Server:
 
     name: str
     env: str  # venv under bench/.venvs/peers/
-    launcher: str  # gunicorn-sync | gunicorn-gevent | granian | mest-serve | uvicorn | litserve | mlserver | bentoml
+    launcher: str  # gunicorn-sync | gunicorn-gevent | granian | mest-serve | mest-repository | uvicorn | litserve
+    # | mlserver | bentoml
     workloads: tuple[str, ...]
     batch: bool = False
     protocol: str = "plain"  # plain ({"features"}/{"text"}) | v2 (Open Inference Protocol) | bentoml-batch
@@ -182,10 +184,20 @@ SERVERS: dict[str, Server] = {
             note="LitServe, max_batch_size=32, batch_timeout=0.005",
         ),
         Server(
+            "mest-repository-onnx",
+            "mest",
+            "mest-repository",
+            ("W3",),
+            protocol="v2",
+            floor="mlserver",
+            note="`mest serve --model-repository` (1 gevent worker): the model converted to ONNX (skl2onnx), "
+            "ONNX Runtime, no code",
+        ),
+        Server(
             "mlserver",
             "mlserver",
             "mlserver",
-            ("W1", "W2"),
+            ("W1", "W2", "W3"),
             protocol="v2",
             note="MLServer, scikit-learn runtime (W1) / custom runtime (W2), default parallel_workers=1",
         ),
@@ -226,6 +238,7 @@ DEFAULT_SERVERS = {
         "mlserver",
         "bentoml",
     ],
+    "W3": ["mest-repository-onnx", "mlserver"],
     "W2": [
         "mest-sync",
         "mest-gevent",
@@ -245,8 +258,11 @@ DEFAULT_SERVERS = {
 
 def request_for(server: Server, workload: str) -> tuple[str, bytes]:
     """The URL path and JSON body this server expects for the workload (its own protocol, same content)."""
+    if server.launcher == "mest-repository":  # the ONNX graph's own input: float32, named by skl2onnx's caller
+        tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": W1_ROW}
+        return "/v2/models/iris/infer", json.dumps({"inputs": [tensor]}).encode()
     if server.protocol == "v2":
-        if workload == "W1":
+        if workload in ("W1", "W3"):
             tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": W1_ROW}
             return "/v2/models/iris/infer", json.dumps({"inputs": [tensor]}).encode()
         tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": [W2_TEXT]}
@@ -275,7 +291,8 @@ def check_answer(workload: str, got: list[float], want: list[float]) -> str | No
     if len(got) != len(want):
         return f"expected {len(want)} values, got {len(got)}"
     worst = max(abs(a - b) for a, b in zip(got, want, strict=True))
-    tolerance = 1e-6 if workload == "W1" else 1e-3  # W2: float32, and batching may pad differently
+    # W2: float32, and batching may pad differently; W3: the ONNX graph computes in float32.
+    tolerance = {"W1": 1e-6, "W3": 1e-5}.get(workload, 1e-3)
     if worst > tolerance:
         return f"values differ from the reference by up to {worst:.3g} (tolerance {tolerance})"
     return None
@@ -325,7 +342,7 @@ def iris_model(env: str) -> Path:
 REFERENCE_CODE = (
     "import json, sys\n"
     "workload, model_path = sys.argv[1], sys.argv[2]\n"
-    "if workload == 'W1':\n"
+    "if workload in ('W1', 'W3'):\n"
     "    import joblib\n"
     f"    out = joblib.load(model_path).predict_proba([{W1_ROW!r}])[0].tolist()\n"
     "else:\n"
@@ -358,7 +375,7 @@ def mlserver_repo(run_dir: Path, workload: str, batch: bool) -> Path:
         return root
     root.mkdir(parents=True)
     shutil.copy(src / "settings.json", root / "settings.json")
-    if workload == "W1":
+    if workload in ("W1", "W3"):
         model_dir = root / "iris"
         model_dir.mkdir()
         shutil.copy(src / "iris-model-settings.json", model_dir / "model-settings.json")
@@ -369,6 +386,28 @@ def mlserver_repo(run_dir: Path, workload: str, batch: bool) -> Path:
         name = "minilm-batch-model-settings.json" if batch else "minilm-model-settings.json"
         shutil.copy(src / name, model_dir / "model-settings.json")
         shutil.copy(src / "minilm_runtime.py", model_dir / "minilm_runtime.py")
+    return root
+
+
+ONNX_CODE = (
+    "import sys, joblib, skl2onnx\n"
+    "from skl2onnx.common.data_types import FloatTensorType\n"
+    "model = joblib.load(sys.argv[1])\n"
+    "onx = skl2onnx.convert_sklearn(model, initial_types=[('input', FloatTensorType([None, 4]))],\n"
+    "                               options={id(model): {'zipmap': False}}, target_opset=17)\n"
+    "open(sys.argv[2], 'wb').write(onx.SerializeToString())\n"
+)
+
+
+def mest_repository(run_dir: Path) -> Path:
+    """W3's repository for `mest serve --model-repository`: the W1 model converted to ONNX, its probabilities."""
+    root = run_dir / "mest-repository"
+    model_dir = root / "iris" / "1"
+    if not (model_dir / "model.onnx").exists():
+        model_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(setup_envs.venv_python("mest")), "-c", ONNX_CODE, str(iris_model("mest")),
+                        str(model_dir / "model.onnx")], check=True, cwd=REPO)
+        (root / "iris" / "mest.json").write_text(json.dumps({"outputs": ["probabilities"]}))
     return root
 
 
@@ -424,7 +463,7 @@ def launch(server: Server, workload: str, run_dir: Path) -> Running:
         BENCH_BATCH="1" if server.batch else "0",
     )
     env.update(dict(server.extra_env))
-    if workload == "W1":
+    if workload in ("W1", "W3"):
         env["BENCH_MODEL"] = str(iris_model(server.env))
     cwd = APPS
     extra: list[int] = []
@@ -443,6 +482,10 @@ def launch(server: Server, workload: str, run_dir: Path) -> Running:
         if not mest_cli.exists():
             raise RuntimeError("this checkout has no `mest` command (mest serve is not built yet)")
         argv = [str(mest_cli), "serve", "mest_app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    elif server.launcher == "mest-repository":
+        repo = mest_repository(run_dir)
+        argv = [str(bin_dir / "mest"), "serve", f"--model-repository={repo}", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1"]
     elif server.launcher == "uvicorn":
         argv = [
             py,
@@ -754,7 +797,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     broken_envs = prepare_envs(plan, workloads, results)
     for w in workloads:
         reference = reference_answer(w, base_env())
-        results["reference"][w] = reference if w == "W1" else [*reference[:4], "..."]
+        results["reference"][w] = reference if w in ("W1", "W3") else [*reference[:4], "..."]
         for s in plan[w]:
             results["servers"][s.name] = {
                 "env": s.env,
@@ -885,11 +928,16 @@ def workload_section(results: dict[str, Any], workload: str, png_name: str | Non
                 f"| {name} | {c} | {_fmt_rps(s['rps'])} | {_fmt_ms(s['p50_ms'])} | {_fmt_ms(s['p99_ms'])} "
                 f"| {rr} | {pr} | {errors} |"
             )
+    floors = (
+        "The floor of `mest-repository-onnx` is MLServer serving the same model (issue 14's target: at least 2x "
+        "its req/s)."
+        if workload == "W3"
+        else "The floor of a gunicorn or granian row is the falcon app on the same server and worker class; every "
+        "other server is compared with falcon on gevent (the concurrent one)."
+    )
     lines += [
         "",
-        "The floor of a gunicorn or granian row is the falcon app on the same server and worker class; every "
-        "other server is compared with falcon on gevent (the concurrent one). `errors`: socket errors, timeouts "
-        "and non-2xx answers counted by wrk, all repeats together.",
+        f"{floors} `errors`: socket errors, timeouts and non-2xx answers counted by wrk, all repeats together.",
     ]
     if workload == "W1":
         target_rows = targets_w1({(s["server"], s["connections"]): s for s in rows}, connections)
@@ -984,7 +1032,7 @@ def report(results: dict[str, Any], results_json: Path, *, docs: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W2")
+    parser.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W2, W3")
     parser.add_argument("--connections", default="1,8,64", help="comma-separated connection counts")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of unrecorded load before measuring")

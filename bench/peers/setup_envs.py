@@ -39,8 +39,9 @@ EMBEDDINGS = ["sentence-transformers==6.2.0", "transformers==5.23.0", "gt-all-mi
 # env name -> (packages for W1, extra packages for W2). "{repo}" is replaced by the repository root.
 ENVS: dict[str, tuple[list[str], list[str]]] = {
     "mest": (
+        # onnxruntime and skl2onnx: W3, the zero-code repository serving the iris model converted to ONNX.
         ["-e", "{repo}", "gunicorn[gevent]==27.0.1", "gevent==26.9.0", "granian==2.8.7", "falcon==4.4.0",
-         "orjson==3.13.0", *SKLEARN],
+         "orjson==3.13.0", "onnxruntime==1.32.0", "skl2onnx==1.20.0", *SKLEARN],
         EMBEDDINGS,
     ),
     "falcon": (
@@ -59,7 +60,7 @@ ENVS: dict[str, tuple[list[str], list[str]]] = {
 
 # Packages whose versions docs/peers.md reports, per env.
 REPORTED = {
-    "mest": ["mest", "falcon", "gunicorn", "gevent", "granian", "orjson"],
+    "mest": ["mest", "falcon", "gunicorn", "gevent", "granian", "orjson", "onnxruntime", "skl2onnx"],
     "falcon": ["falcon", "gunicorn", "gevent", "granian", "orjson"],
     "fastapi": ["fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic"],
     "litserve": ["litserve", "fastapi", "uvicorn", "uvloop", "pyzmq"],

@@ -239,6 +239,7 @@ class Mest:
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
         self._build_lock = threading.Lock()
+        self._request_hooks: list[Callable[[Request], None]] = []
         if self.settings.health_live_path:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
@@ -333,6 +334,21 @@ class Mest:
         metrics.pipeline = pipeline
         return pipeline
 
+    def add_endpoint(self, method: str, path: str, handler: Handler) -> None:
+        """Serve ``handler`` at ``method path`` with the app's request ids, access control, errors and metrics.
+
+        For protocol extensions (such as the model repository's, :mod:`mest.repository`).
+
+        Raises:
+            ValueError: ``method path`` is already registered.
+        """
+        self._add_endpoint(method, path, handler)
+
+    def add_request_hook(self, hook: Callable[[Request], None]) -> None:
+        """Call ``hook(req)`` before every request's handler, after access control; it may raise a MestError
+        (answered as usual). Used by the model repository to refuse requests to unloaded models."""
+        self._request_hooks.append(hook)
+
     def _add_endpoint(self, method: str, path: str, handler: Handler) -> None:
         methods = self._routes.setdefault(path, {})
         if method in methods:
@@ -381,6 +397,7 @@ class Mest:
         before = self._access.before(path)
         after = self._access.after()
         observer = self._observability.endpoint(method, path)  # None with metrics and access log off
+        hooks = self._request_hooks  # the live list: hooks added later apply too
 
         def endpoint(req: Request) -> Response:
             started = perf_counter()
@@ -393,6 +410,9 @@ class Mest:
             req.max_body_size = max_body_size
             try:
                 early = before(req) if before is not None else None
+                if early is None:
+                    for hook in hooks:
+                        hook(req)
                 response = render(early if early is not None else handler(req))
             except MestError as error:
                 response = self._error_response(error, req, path)

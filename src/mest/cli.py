@@ -60,6 +60,11 @@ def _user_errors(spec: str) -> Iterator[None]:
     except ConfigError as exc:
         raise click.ClickException(f"Invalid configuration: {exc}") from None
     except Exception as exc:
+        from .repository import RepositoryError
+        from .runtimes import MissingExtra
+
+        if isinstance(exc, (RepositoryError, MissingExtra)):  # the message names the file and field, or the extra
+            raise click.ClickException(str(exc)) from None
         traceback.print_exc(file=sys.stderr)
         raise click.ClickException(f"Importing {spec} failed: {type(exc).__name__}: {exc}") from None
 
@@ -84,13 +89,48 @@ def _warn_unknown_variables(extra: Sequence[str] = ()) -> None:
 
 
 def _app_argument(command: F) -> F:
-    return click.argument("app", metavar="APP", envvar="MEST_APP")(command)
+    # Optional: `--model-repository DIR` serves a folder of model files instead (mest.repository).
+    command = click.option(
+        "--model-control", envvar="MEST_MODEL_CONTROL", show_envvar=True, default="none", show_default=True,
+        type=click.Choice(["none", "explicit"]),
+        help="explicit: serve the V2 repository extension (index, load, unload) for --model-repository.",
+    )(command)
+    command = click.option(
+        "--model-repository", envvar="MEST_MODEL_REPOSITORY", show_envvar=True, default=None,
+        type=click.Path(exists=True, file_okay=False), help="Serve DIR/NAME/VERSION/model.EXT with no code "
+        "(docs/runtimes.md), instead of APP.",
+    )(command)
+    return click.argument("app", metavar="[APP]", envvar="MEST_APP", required=False)(command)
+
+
+def _app_spec(app: str | None, model_repository: str | None, model_control: str) -> tuple[str, dict[str, str]]:
+    """The app spec to load, and the variables its processes need, from APP or --model-repository."""
+    from .repository.served import SPEC
+
+    if model_repository is None:
+        if app is None:
+            raise click.UsageError("Missing APP (like app:app), or --model-repository DIR.")
+        return app, {}
+    if app is not None and app != SPEC:
+        raise click.UsageError("Give APP or --model-repository, not both.")
+    return SPEC, {"MEST_MODEL_REPOSITORY": os.path.abspath(model_repository), "MEST_MODEL_CONTROL": model_control}
+
+
+def _load_target(app: str | None, model_repository: str | None, model_control: str) -> Mest:
+    """The app `mest routes` and `mest check` work on: APP, or one built from --model-repository."""
+    spec, _ = _app_spec(app, model_repository, model_control)
+    if model_repository is None:
+        return _load(spec)
+    from .repository import app_from_repository
+
+    with _user_errors(model_repository), contextlib.redirect_stdout(sys.stderr):
+        return app_from_repository(model_repository, model_control=model_control)  # type: ignore[arg-type]
 
 
 # -- mest serve ----------------------------------------------------------------------------------------
 
 #: Every `mest serve` option's environment variable (for the unknown-variable warning).
-SERVE_VARIABLES: list[str] = ["MEST_APP"]
+SERVE_VARIABLES: list[str] = ["MEST_APP", "MEST_MODEL_REPOSITORY", "MEST_MODEL_CONTROL"]
 
 
 def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
@@ -139,7 +179,7 @@ def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
          help="Log lines as text, or one JSON object per line.")
 @_option("--log-level", envvar="MEST_LOG_LEVEL", default="info",
          type=click.Choice(["debug", "info", "warning", "error", "critical"]), help="Log level.")
-def serve(app: str, **flags: Any) -> None:
+def serve(app: str | None, model_repository: str | None, model_control: str, **flags: Any) -> None:
     """Serve APP under gunicorn (or granian), ready for production.
 
     APP is MODULE:ATTRIBUTE, e.g. app:app. Prints the URL, workers and routes once it listens. SIGTERM
@@ -159,8 +199,9 @@ def serve(app: str, **flags: Any) -> None:
     from .server.options import ServeOptions
 
     _warn_unknown_variables(SERVE_VARIABLES)
+    app, environ = _app_spec(app, model_repository, model_control)
     try:
-        options = ServeOptions(app=app, **flags)
+        options = ServeOptions(app=app, environ=environ, **flags)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -192,11 +233,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 @main.command()
 @_app_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def routes(app: str, as_json: bool) -> None:
+def routes(app: str | None, model_repository: str | None, model_control: str, as_json: bool) -> None:
     """List APP's routes with the model, version and batching settings behind each."""
     if not as_json:  # `mest serve` runs `routes --json` and has warned already
         _warn_unknown_variables(SERVE_VARIABLES)
-    description = describe_app(_load(app))
+    description = describe_app(_load_target(app, model_repository, model_control))
     if as_json:
         click.echo(json.dumps(description, indent=2))
         return
@@ -250,7 +291,7 @@ def _check_model(pipeline: Pipeline, client: Any) -> tuple[bool, str]:
 
 @main.command()
 @_app_argument
-def check(app: str) -> None:
+def check(app: str | None, model_repository: str | None, model_control: str) -> None:
     """Import APP, set up every model and run each predictor's example end to end.
 
     Exits with status 1 and says why if anything fails: for CI and container health checks. A predictor
@@ -259,7 +300,8 @@ def check(app: str) -> None:
     from .testing import TestClient
 
     _warn_unknown_variables(SERVE_VARIABLES)
-    mest_app = _load(app)
+    mest_app = _load_target(app, model_repository, model_control)
+    app = app or model_repository
     keys = mest_app.settings.api_keys
     client = TestClient(mest_app, headers={"X-API-Key": keys[0]} if keys else None)
     pipelines = mest_app.pipelines

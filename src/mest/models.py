@@ -36,7 +36,9 @@ class JoblibModel(BaseModel):
             cache instead of copying them into each process).
 
     Warning:
-        joblib files are pickles: load only files you trust.
+        joblib files are pickles, and loading a pickle runs whatever code its author put in it (in ``mest
+        check``, at ``mest serve`` start-up and in every worker). Load only files you produced; prefer ONNX
+        or skops files and the built-in runtimes (:mod:`mest.runtimes`), which refuse pickles unless allowed.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, mmap_mode: str | None = None) -> None:
