@@ -130,6 +130,10 @@ def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
          help="Seconds an idle keep-alive connection stays open.")
 @_option("--max-body-size", envvar="MEST_MAX_BODY_SIZE", type=click.IntRange(min=0), default=None,
          show_default="the app's setting", help="Largest request body in bytes (413 beyond).")
+@_option("--body-timeout", envvar="MEST_BODY_TIMEOUT", type=click.FloatRange(min=0), default=None,
+         show_default="the app's setting, 30",
+         help="Longest wait in seconds between two reads of a request body: 408 and the connection closed "
+              "beyond it (0: off). With granian: its header read timeout instead (docs/cli.md).")
 @_option("--limit-request-line", envvar="MEST_LIMIT_REQUEST_LINE", default=4094,
          type=click.IntRange(0, 8190), help="Longest request line (method + URL) in bytes; 414 beyond.")
 @_option("--limit-request-fields", envvar="MEST_LIMIT_REQUEST_FIELDS", default=100,
