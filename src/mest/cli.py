@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import click
 
 from . import __version__
+from .cli_nginx import nginx as nginx_command
 from .config import ENV_PREFIX, ConfigError, known_variables
 from .server.loader import AppLoadError, describe_app, load_app
 
@@ -501,6 +502,8 @@ def bench(url: str, body_files: Sequence[BinaryIO], json_body: str | None, heade
             errors.update(r.errors)
         raise click.ClickException(f"every request failed: {_errors_cell(dict(errors))}.")
 
+
+main.add_command(nginx_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
