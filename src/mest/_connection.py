@@ -61,16 +61,16 @@ class ConnectionControl:
         if sock is not None and self.body_timeout:
             with contextlib.suppress(OSError):  # already closed by the peer: the read reports it
                 sock.settimeout(self.body_timeout)
-        owner = getattr(start_response, "__self__", None)
-        force_close = getattr(owner, "force_close", None)
-        strip = force_close is not None or _is_wsgiref(owner)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             index = _wants_close(headers)
-            if index >= 0 and strip:
-                headers = headers[:index] + headers[index + 1 :]
-                if force_close is not None:
-                    force_close()
+            if index >= 0:  # rare: looked up only then, to keep the common path cheap
+                owner = getattr(start_response, "__self__", None)
+                force_close = getattr(owner, "force_close", None)
+                if force_close is not None or _is_wsgiref(owner):
+                    headers = headers[:index] + headers[index + 1 :]
+                    if force_close is not None:
+                        force_close()
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         return start
