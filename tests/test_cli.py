@@ -313,7 +313,7 @@ def test_serve_preload_imports_once_in_the_master_and_runs_sync_workers() -> Non
         with server.client() as client:
             pids = {client.post("/double", json={"x": [1]}).json()["pid"] for _ in range(4)}
         assert pids <= children(server.pid)
-    assert "Using worker: sync" in server.output
+    assert "Using worker: mest.server.gunicorn.DrainingSyncWorker" in server.output
     assert "2 sync workers, timeout 60s, graceful timeout 30s, preloaded" in server.output
     # Imported by the master only: the module's app.run() was skipped there, once.
     assert server.output.count("app.run() ignored") == 1

@@ -235,8 +235,13 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(launcher: s
         load.stop()
 
     # Only what the killed worker was handling at that instant can fail: at most one request per load thread.
-    assert len(load.failed) <= LOADERS, load.failed
-    assert set(load.failed.values()) <= {"ReadError", "RemoteProtocolError"}
+    # granian on Linux gives each worker its own SO_REUSEPORT listening socket (gunicorn's share one): a
+    # connection the kernel had queued on the killed worker's socket, or whose handshake was under way when
+    # the set of sockets changed (the victim gone, its replacement added), is refused or reset before any
+    # worker reads it (docs/cli.md): at most one per load thread at each of those two instants.
+    granian = launcher == "mest-granian"
+    assert len(load.failed) <= LOADERS * (2 if granian else 1), load.failed
+    assert set(load.failed.values()) <= {"ReadError", "RemoteProtocolError"} | ({"ConnectError"} if granian else set())
     assert failed_after_replacement == 0
     unanswered = set(started(lab)) - set(load.ok)
     assert unanswered <= set(load.failed), "a request that reached a live worker went unanswered"

@@ -6,11 +6,15 @@ plain WSGI or any adapter a user writes. This module imports nothing of mest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl
 
-__all__ = ["BodyTooLarge", "Headers", "Request", "Response"]
+__all__ = ["BodyIncomplete", "BodyTooLarge", "Headers", "Request", "Response"]
+
+#: Bytes read at a time when a body is discarded (:meth:`Request.finish_body`).
+_DRAIN_CHUNK = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -19,6 +23,23 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is larger than the limit of {limit} bytes")
         self.limit = limit
+
+
+class BodyIncomplete(Exception):
+    """The client stopped sending the request body: it stalled past the server's body timeout, or went away.
+
+    Attributes:
+        timed_out: ``True`` when the server's idle timeout expired (answer 408), ``False`` when the
+            connection failed or ended before the declared length arrived.
+    """
+
+    def __init__(self, timed_out: bool) -> None:
+        super().__init__(
+            "the request body stalled: no data within the server's body timeout"
+            if timed_out
+            else "the request body ended before its declared length"
+        )
+        self.timed_out = timed_out
 
 
 class Headers(Mapping[str, str]):
@@ -78,6 +99,7 @@ class Request:
     __slots__ = (
         "_body",
         "_content_length",
+        "_left",
         "_query",
         "_stream",
         "client_addr",
@@ -113,6 +135,9 @@ class Request:
         self._body = body
         self._stream = stream
         self._content_length = content_length
+        # Bytes of the body still unread: the declared length, or -1 when unknown (chunked) and 0 when
+        # nothing is left; None when the connection can no longer be trusted (a read failed).
+        self._left: int | None = 0 if stream is None else (-1 if content_length is None else content_length)
         self.max_body_size = max_body_size
         self._query: dict[str, str] | None = None
 
@@ -159,14 +184,73 @@ class Request:
         if length is not None:
             if limit is not None and length > limit:
                 raise BodyTooLarge(limit)
-            return stream.read(length) if length > 0 else b""
+            data = self._read(stream, length) if length > 0 else b""
+            self._left = 0 if self._left is not None else None
+            if len(data) < length:  # the client closed its side before sending the whole body
+                self._left = None
+                raise BodyIncomplete(timed_out=False)
+            return data
         # No Content-Length (chunked): read one byte past the limit to know whether it was crossed.
-        if limit is None:
-            return stream.read()
-        data = stream.read(limit + 1)
-        if len(data) > limit:
+        data = self._read(stream, -1 if limit is None else limit + 1)
+        if limit is not None and len(data) > limit:
             raise BodyTooLarge(limit)
+        self._left = 0 if self._left is not None else None
         return data
+
+    def _read(self, stream: BinaryIO, size: int) -> bytes:
+        """``stream.read(size)``, with a stalled or broken connection reported as :class:`BodyIncomplete`."""
+        try:
+            return stream.read(size)
+        except TimeoutError as exc:  # the server's socket timeout (mest serve --body-timeout)
+            self._left = None
+            raise BodyIncomplete(timed_out=True) from exc
+        except (OSError, ValueError) as exc:  # a reset, a server's own "incomplete body" error, a closed file
+            self._left = None
+            raise BodyIncomplete(timed_out=False) from exc
+
+    def finish_body(self, max_bytes: int, max_seconds: float) -> bool:
+        """Read and discard what is left of the body, so that an answer given before reading it arrives.
+
+        Why: a client that sends its whole body before reading the response (``urllib``, ``http.client``,
+        ``curl`` without ``Expect``) gets a TCP reset instead of the answer when the server closes the
+        connection with unread data; draining it, bounded, is what Go's net/http and nginx's lingering close
+        do. Called by Mest after every handler.
+
+        Args:
+            max_bytes: Discard at most this many bytes; a larger declared body is not read at all.
+            max_seconds: Stop discarding after this long (each read also waits at most the server's body
+                timeout).
+
+        Returns:
+            Whether the connection may be kept open: the whole body was read. ``False`` means the server must
+            close it (Mest then answers with ``Connection: close``).
+        """
+        left = self._left
+        if left == 0:
+            return True
+        if left is None or self._stream is None or left > max_bytes:
+            return False
+        stream = self._stream
+        deadline = time.monotonic() + max_seconds
+        budget = max_bytes if left < 0 else left
+        try:
+            while budget > 0 and time.monotonic() < deadline:
+                data = stream.read(min(_DRAIN_CHUNK, budget))
+                if not data:
+                    break
+                budget -= len(data)
+            else:
+                if left < 0 or budget > 0:  # a chunked body beyond the bound, or out of time
+                    self._left = None
+                    return False
+        except (OSError, ValueError):
+            self._left = None
+            return False
+        if left >= 0 and budget > 0:  # EOF before the declared length: the client is gone
+            self._left = None
+            return False
+        self._left = 0
+        return True
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path} id={self.request_id!r}>"

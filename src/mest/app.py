@@ -14,6 +14,7 @@ from time import perf_counter
 from typing import Any, Literal
 
 from . import openapi
+from ._connection import DRAIN_SECONDS, ConnectionControl, drain_limit
 from .api import Request, Response
 from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
@@ -22,7 +23,7 @@ from .observability import Observability, RepeatFilter, configure_logging, fault
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import v2
-from .security import AccessPolicy, check_api_keys, check_cors_origins, check_public_paths
+from .security import AccessPolicy, After, check_api_keys, check_cors_origins, check_public_paths
 from .webframeworks.base import Handler, WebFramework, WSGIApplication
 
 __all__ = ["Mest", "Settings"]
@@ -50,6 +51,9 @@ class Settings:
 
     Attributes:
         max_body_size: Largest accepted request body in bytes (413 beyond it, refused before it is read).
+        body_timeout: Longest wait, in seconds, between two reads of a request body (408 and the connection
+            closed beyond it, so a stalled client frees its worker); ``0`` switches it off. Applied on the
+            development server and gunicorn (docs/production.md).
         health_live_path: Liveness endpoint; ``None`` switches it off.
         health_ready_path: Readiness endpoint; ``None`` switches it off.
         api_keys: Keys accepted as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; empty (the
@@ -72,6 +76,7 @@ class Settings:
     """
 
     max_body_size: int = 10 * 1024 * 1024
+    body_timeout: float = 30.0
     health_live_path: str | None = "/health/live"
     health_ready_path: str | None = "/health/ready"
     api_keys: tuple[str, ...] = dataclass_field(default=(), repr=False)
@@ -92,6 +97,10 @@ class Settings:
         object.__setattr__(self, "cors_origins", check_cors_origins(self.cors_origins))
         if not isinstance(self.max_body_size, int) or self.max_body_size < 0:
             raise ValueError(f"max_body_size must be a non-negative integer, got {self.max_body_size!r}")
+        if isinstance(self.body_timeout, bool) or not isinstance(self.body_timeout, (int, float)) or not (
+            0 <= self.body_timeout < float("inf")
+        ):
+            raise ValueError(f"body_timeout must be a non-negative number of seconds, got {self.body_timeout!r}")
         for field in ("health_live_path", "health_ready_path", "metrics_path", "openapi_path", "docs_path"):
             path = getattr(self, field)
             if path is not None and not _ROUTE_RE.fullmatch(path):
@@ -147,12 +156,26 @@ def _check_predictor(predictor: Any) -> None:
         raise TypeError(f"{type(predictor).__name__} must implement infer(self, processed_data).{_CORRECT_USAGE}")
 
 
+def _complete(req: Request, response: Response, after: After | None, drain_bytes: int) -> None:
+    """What every answer gets once its handler is done: the unread body drained (or the connection closed,
+    so an early answer reaches the client), CORS headers, the request id, and no body for HEAD."""
+    if not req.finish_body(drain_bytes, DRAIN_SECONDS):
+        response.headers.append(("Connection", "close"))
+    if after is not None:
+        after(req, response)
+    response.headers.append(("X-Request-ID", req.request_id))
+    if req.method == "HEAD":  # the headers of the GET answer, with its length, and no body
+        response.headers.append(("Content-Length", str(len(response.body))))
+        response.body = b""
+
+
 class Mest:
     """A Mest application: register predictors, then serve it as a WSGI app or with :meth:`run`.
 
     Args:
         web_framework: The adapter that serves the routes; falcon by default.
         max_body_size: See :class:`Settings`.
+        body_timeout: See :class:`Settings`.
         health_live_path: See :class:`Settings`.
         health_ready_path: See :class:`Settings`.
         api_keys: See :class:`Settings`.
@@ -186,6 +209,7 @@ class Mest:
         web_framework: WebFramework | None = None,
         *,
         max_body_size: int = Settings.max_body_size,
+        body_timeout: float = Settings.body_timeout,
         health_live_path: str | None = Settings.health_live_path,
         health_ready_path: str | None = Settings.health_ready_path,
         api_keys: Iterable[str] = Settings.api_keys,
@@ -201,6 +225,7 @@ class Mest:
     ) -> None:
         self.settings = Settings(
             max_body_size=max_body_size,
+            body_timeout=body_timeout,
             health_live_path=health_live_path,
             health_ready_path=health_ready_path,
             api_keys=api_keys,  # type: ignore[arg-type]  # any iterable; __post_init__ makes it a tuple
@@ -238,6 +263,7 @@ class Mest:
         self._repeats = RepeatFilter()
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
+        self._connection = ConnectionControl(self.settings.body_timeout)
         self._build_lock = threading.Lock()
         self._request_hooks: list[Callable[[Request], None]] = []
         if self.settings.health_live_path:
@@ -393,6 +419,7 @@ class Mest:
         body, metrics and an access-log line. ``path`` and ``method`` are the endpoint's route and method
         (``None`` for the not-found fallback)."""
         max_body_size = self.settings.max_body_size
+        drain_bytes = drain_limit(max_body_size)
         # Decided once here; both are None (nothing runs per request) unless api_keys or cors_origins is set.
         before = self._access.before(path)
         after = self._access.after()
@@ -423,12 +450,7 @@ class Mest:
                 if observer is not None:
                     observer.abort()
                 raise
-            if after is not None:
-                after(req, response)
-            response.headers.append(("X-Request-ID", req.request_id))
-            if req.method == "HEAD":  # the headers of the GET answer, with its length, and no body
-                response.headers.append(("Content-Length", str(len(response.body))))
-                response.body = b""
+            _complete(req, response, after, drain_bytes)
             if observer is not None:
                 observer.end(req, response, perf_counter() - started)
             return response
@@ -508,7 +530,7 @@ class Mest:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI entry point (``gunicorn app:app``)."""
         wsgi = self._wsgi or self._build_wsgi()
-        return wsgi(environ, start_response)
+        return wsgi(environ, self._connection(environ, start_response))
 
     def _build_wsgi(self) -> WSGIApplication:
         """Hand every route to the adapter, once, on the first request (so adapters see the final table)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ._version import __version__
+from .cli_nginx import nginx as nginx_command
 from .config import ENV_PREFIX, ConfigError, known_variables
 from .loadgen._cli import bench
 from .server.loader import AppLoadError, describe_app, load_app
@@ -165,6 +166,10 @@ def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
          help="Seconds an idle keep-alive connection stays open.")
 @_option("--max-body-size", envvar="MEST_MAX_BODY_SIZE", type=click.IntRange(min=0), default=None,
          show_default="the app's setting", help="Largest request body in bytes (413 beyond).")
+@_option("--body-timeout", envvar="MEST_BODY_TIMEOUT", type=click.FloatRange(min=0), default=None,
+         show_default="the app's setting, 30",
+         help="Longest wait in seconds between two reads of a request body: 408 and the connection closed "
+              "beyond it (0: off). With granian: its header read timeout instead (docs/cli.md).")
 @_option("--limit-request-line", envvar="MEST_LIMIT_REQUEST_LINE", default=4094,
          type=click.IntRange(0, 8190), help="Longest request line (method + URL) in bytes; 414 beyond.")
 @_option("--limit-request-fields", envvar="MEST_LIMIT_REQUEST_FIELDS", default=100,
@@ -324,7 +329,7 @@ def check(app: str | None, model_repository: str | None, model_control: str) -> 
 # -- mest bench: the load generator, its own package (mest.loadgen) -----------------------------------------
 
 main.add_command(bench)
-
+main.add_command(nginx_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

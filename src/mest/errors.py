@@ -19,6 +19,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RequestError",
+    "RequestTimeout",
     "ServiceUnavailable",
     "Unauthorized",
     "UnprocessableEntity",
@@ -89,6 +90,13 @@ class PayloadTooLarge(RequestError):
 
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
+
+
+class RequestTimeout(RequestError):
+    """The client stopped sending the request body for longer than the server's body timeout (408)."""
+
+    status = HTTPStatus.REQUEST_TIMEOUT
+    code = "request_timeout"
 
 
 class UnsupportedMediaType(RequestError):

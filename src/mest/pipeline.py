@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._process import PROCESS
-from .api import BodyTooLarge, Request, Response
+from .api import BodyIncomplete, BodyTooLarge, Request, Response
 from .batching import Batcher, BatchObserver
 from .codecs import json
 from .errors import (
@@ -24,6 +24,7 @@ from .errors import (
     InferenceError,
     MestError,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     UnsupportedMediaType,
 )
@@ -85,6 +86,10 @@ def read_body(req: Request) -> bytes:
         return req.body
     except BodyTooLarge as exc:
         raise PayloadTooLarge(str(exc).capitalize() + ".") from exc
+    except BodyIncomplete as exc:
+        if exc.timed_out:
+            raise RequestTimeout(str(exc).capitalize() + ".") from exc
+        raise BadRequest(str(exc).capitalize() + ".") from exc
 
 
 def _schema(predictor: PredictorBase, attribute: str) -> Schema | None:

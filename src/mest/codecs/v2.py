@@ -258,9 +258,41 @@ def _count_mismatch(name: str, shape: tuple[int, ...], count: int, got: int) -> 
     return BadRequest(f"Input {_q(name)}: shape {list(shape)} holds {count} elements, but the data has {got}.")
 
 
+def _check_layout(name: str, shape: tuple[int, ...], count: int, data: Any) -> None:
+    """Reject JSON ``data`` that cannot fill ``shape`` before numpy builds anything from it.
+
+    Why: numpy turns a mismatched nested list into a large object array before its size can be compared
+    (measured: ``[[], [], ...]`` with shape ``[k, 0]`` cost 35 times the body's size, and 2.6 million rows
+    against a smaller shape 290 MiB and 1.5 s before the 400). Walking the lists costs one step per list the
+    body already holds and allocates nothing.
+    """
+    if not isinstance(data, list):  # a scalar: numpy's size check below costs nothing
+        return
+    if not data or not isinstance(data[0], list):  # flat, row-major
+        if len(data) != count:
+            raise _count_mismatch(name, shape, count, len(data))
+        return
+    level: list[Any] = [data]
+    for depth, size in enumerate(shape):
+        for item in level:
+            if not isinstance(item, list) or len(item) != size:
+                raise BadRequest(
+                    f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers matching shape "
+                    f"{list(shape)} (dimension {depth} should have {size} items)."
+                )
+        if depth == len(shape) - 1 or not size:
+            return
+        level = [child for item in level for child in item]
+        if level and not isinstance(level[0], list):  # fewer levels than dimensions: numpy decides below
+            return
+
+
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
     """An input given as JSON ``data``, nested or flat, in row-major order."""
     count = element_count(shape)
+    _check_layout(name, shape, count, data)
+    if count == 0:
+        return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
     if datatype == "BYTES":
         try:
             raw = np.array(data, dtype=object)
@@ -293,7 +325,9 @@ def _cast_numbers(name: str, datatype: str, data: Any, raw: np.ndarray[Any, Any]
         if kind != "b":
             raise BadRequest(f"Input {_q(name)}: BOOL data must be true or false.")
         return raw.astype(target)
-    if kind == "O" or (kind == "f" and target.kind in "iu"):
+    if kind == "f" and target.kind in "iu" and _exact_in_float64(raw):
+        return _floats_to_integers(name, datatype, raw)
+    if kind == "O" or (kind == "f" and target.kind in "iu"):  # huge integers made floats: exact, one by one
         return _cast_python_numbers(name, datatype, data)
     if kind not in "iuf":
         raise BadRequest(f"Input {_q(name)}: {datatype} data must be numbers.")
@@ -303,6 +337,25 @@ def _cast_numbers(name: str, datatype: str, data: Any, raw: np.ndarray[Any, Any]
             raise BadRequest(f"Input {_q(name)}: a value is out of the range of {datatype}.")
     with np.errstate(all="ignore"):  # a float beyond FP16/FP32 range becomes inf, as IEEE 754 says
         return raw.astype(target)
+
+
+def _exact_in_float64(raw: np.ndarray[Any, Any]) -> bool:
+    """Whether every value is an integer float64 holds exactly (numpy also makes floats of huge integers)."""
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.abs(raw) <= 2.0**53))
+
+
+def _floats_to_integers(name: str, datatype: str, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Integral floats (``1.0``) for an integer datatype, checked and converted without a Python object per
+    element (which cost 16 times the body's size)."""
+    target = _NATIVE[datatype]
+    with np.errstate(all="ignore"):
+        if not bool(np.all(np.isfinite(raw))) or not bool(np.all(np.floor(raw) == raw)):
+            raise BadRequest(f"Input {_q(name)}: {datatype} data must be integers.")
+    info = np.iinfo(target)
+    if int(raw.min()) < info.min or int(raw.max()) > info.max:
+        raise BadRequest(f"Input {_q(name)}: a value is out of the range of {datatype}.")
+    return raw.astype(target)
 
 
 def _cast_python_numbers(name: str, datatype: str, data: Any) -> np.ndarray[Any, Any]:

@@ -15,7 +15,7 @@ import sys
 import threading
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
 from ..observability import new_request_id, safe_text
@@ -81,6 +81,20 @@ class _ChunkedBody:
         return b"".join(parts)
 
 
+class _OneRequestHandler(ServerHandler):
+    """wsgiref's handler, saying ``Connection: close`` (the development server serves one request per
+    connection) and accepting the app's own ``Connection: close`` (which wsgiref otherwise rejects as
+    hop-by-hop: Mest sets it when a body could not be discarded, see :mod:`mest._connection`)."""
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        headers = [(name, value) for name, value in headers if name.lower() != "connection"]
+        return super().start_response(status, headers, exc_info)
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        self.headers["Connection"] = "close"  # type: ignore[attr-defined]  # set by BaseHandler.start_response
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Access lines go through :mod:`logging` instead of straight to stderr; oversized heads are refused.
 
@@ -115,6 +129,32 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Nothing: every request already gets Mest's own access line (``mest.access``)."""
+
+    #: The socket timeout (socketserver applies it in ``setup``): the longest wait for the request line,
+    #: each header line and each read of the body (``Mest(body_timeout=...)``); ``None`` waits forever.
+    timeout = None
+
+    def handle(self) -> None:
+        """One request, as wsgiref's ``handle``, except that a client that stalls or goes away is dropped
+        quietly (wsgiref would print a traceback for a slow client's timeout) and the answer says
+        ``Connection: close``."""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline, self.request_version, self.command = "", "", ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.parse_request():
+                return
+        except (TimeoutError, ConnectionError):  # headers too slow (the timeout) or the client left
+            self.close_connection = True
+            return
+        handler = _OneRequestHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(),  # type: ignore[arg-type]
+            multithread=False,
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]  # wsgiref's back-pointer for logging
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         # What is left are the server's own complaints (a malformed request line, a header too large), which
@@ -164,7 +204,10 @@ def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
             "use gunicorn for anything but local development", host,
         )
     app.setup()
-    handler = type("_Handler", (_QuietHandler,), {"limits": apply_environment(RequestLimits())})
+    handler = type(
+        "_Handler", (_QuietHandler,),
+        {"limits": apply_environment(RequestLimits()), "timeout": app.settings.body_timeout or None},
+    )
     server = make_server(host, port, app, server_class=DevServer, handler_class=handler)
     bound_port = server.server_address[1]
     shown_host = f"[{host}]" if ":" in host else host

@@ -54,6 +54,18 @@ def _server_line(options: ServeOptions) -> str:
     )
 
 
+def _http1_settings(options: ServeOptions) -> HTTP1Settings:
+    """granian's HTTP/1 settings: keep-alive on or off, and ``--body-timeout`` as its header read timeout.
+
+    Why the header timeout: granian reads request bodies in Rust with no idle timeout Mest can set, so the
+    one client timeout it exposes is where Mest's goes (``0`` keeps granian's own 30 s; docs/cli.md).
+    """
+    timeout = options.body_timeout
+    if not timeout:
+        return HTTP1Settings(keep_alive=options.keepalive > 0)
+    return HTTP1Settings(keep_alive=options.keepalive > 0, header_read_timeout=max(1, round(timeout * 1000)))
+
+
 def granian_settings(options: ServeOptions, port: int) -> dict[str, Any]:
     """The arguments of ``granian.Granian`` that ``options`` translate to."""
     log_config = logging_config(options.log_format, options.log_level)
@@ -70,7 +82,7 @@ def granian_settings(options: ServeOptions, port: int) -> dict[str, Any]:
         "interface": Interfaces.WSGI,
         "workers": options.worker_count,
         "blocking_threads": options.threads,
-        "http1_settings": HTTP1Settings(keep_alive=options.keepalive > 0),
+        "http1_settings": _http1_settings(options),
         "log_enabled": True,
         "log_level": LogLevels(options.log_level.lower()),
         "log_dictconfig": log_config,

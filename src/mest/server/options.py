@@ -76,6 +76,8 @@ class ServeOptions:
         keepalive: Seconds an idle keep-alive connection stays open.
         max_body_size: Overrides the app's ``max_body_size`` (through ``MEST_MAX_BODY_SIZE``), unless the
             code passes ``Mest(max_body_size=...)`` explicitly.
+        body_timeout: Overrides the app's ``body_timeout`` (through ``MEST_BODY_TIMEOUT``): the longest wait
+            between two reads of a request body under gunicorn; granian's header read timeout.
         limit_request_line: Longest request line (method, URL, version) in bytes; 414 beyond it.
         limit_request_fields: Most request headers; 431 beyond it.
         limit_request_field_size: Longest request header line in bytes; 431 beyond it.
@@ -97,6 +99,7 @@ class ServeOptions:
     graceful_timeout: int = 30
     keepalive: int = 5
     max_body_size: int | None = None
+    body_timeout: float | None = None
     limit_request_line: int = 4094
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
@@ -132,6 +135,8 @@ class ServeOptions:
         env = dict(self.environ)
         if self.max_body_size is not None:
             env["MEST_MAX_BODY_SIZE"] = str(self.max_body_size)
+        if self.body_timeout is not None:
+            env["MEST_BODY_TIMEOUT"] = str(self.body_timeout)
         env["MEST_LOG_FORMAT"] = self.log_format
         return env
 

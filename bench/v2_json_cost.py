@@ -1,0 +1,86 @@
+"""Peak memory and time of decoding the worst V2 JSON bodies within the default 10 MiB limit.
+
+Each case is one ``/v2/models/NAME/infer`` body of about 9 MiB, decoded by ``mest.codecs.v2.decode_request``
+in this process: the wall time of one untraced decode, and the peak memory ``tracemalloc`` saw during a
+second (numpy reports its buffers to it), as a multiple of the body's size. Run it on two checkouts to compare
+codecs (the argument is only a label for the table). The baseline, measured in the same run, is a
+binary-extension tensor of the same size. The cases are the issue's: empty rows with shape ``[k, 0]``, 2.6
+million rows against a smaller shape (a 400), and INT64 values written as ``1.0``.
+
+    python bench/v2_json_cost.py
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import orjson
+
+from mest.codecs.v2 import decode_request
+from mest.errors import BadRequest
+
+TARGET = 9 * 1024 * 1024
+
+
+def _doc(datatype: str, shape: list[int], data: object) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "x", "datatype": datatype, "shape": shape, "data": data}]})
+
+
+def cases() -> list[tuple[str, bytes, dict[str, str] | None]]:
+    rows = TARGET // 3  # "[],"
+    empty = _doc("FP32", [rows, 0], [[]] * rows)
+    many = TARGET // 5  # "[1],"
+    mismatch = _doc("FP32", [1000, 1], [[1]] * many)
+    ints = TARGET // 4  # "1.0,"
+    as_floats = _doc("INT64", [ints], [1.0] * ints)
+    binary = np.ones(TARGET // 4, dtype=np.float32).tobytes()
+    header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [TARGET // 4],
+                                       "parameters": {"binary_data_size": len(binary)}}]})
+    return [
+        ("baseline: binary FP32 tensor", header + binary, {"inference-header-content-length": str(len(header))}),
+        ("empty rows, shape [k, 0]", empty, None),
+        ("2.6 M rows against shape [1000, 1] (400)", mismatch, None),
+        ("INT64 written as 1.0", as_floats, None),
+    ]
+
+
+def _decode(body: bytes, headers: dict[str, str] | None) -> str:
+    try:
+        if headers:
+            decode_request(body, header_length=int(headers["inference-header-content-length"]))
+        else:
+            decode_request(body)
+    except BadRequest as exc:
+        return f"400: {str(exc)[:60]}"
+    return "decoded"
+
+
+def measure(body: bytes, headers: dict[str, str] | None) -> tuple[float, float, str]:
+    """(peak memory / body size, seconds, outcome): timed untraced, then once more under tracemalloc."""
+    gc.collect()
+    started = time.perf_counter()
+    outcome = _decode(body, headers)
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    tracemalloc.start()
+    _decode(body, headers)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / len(body), elapsed, outcome
+
+
+def main() -> None:
+    print(f"`python bench/v2_json_cost.py` ({'codec of ' + sys.argv[1] if len(sys.argv) > 1 else 'this tree'})")
+    print("| body | size MiB | peak memory / body size | time s | outcome |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, body, headers in cases():
+        ratio, elapsed, outcome = measure(body, headers)
+        print(f"| {name} | {len(body) / 2**20:.1f} | {ratio:.1f} | {elapsed:.2f} | {outcome} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
