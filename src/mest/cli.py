@@ -498,5 +498,12 @@ def bench(url: str, body_files: Sequence[BinaryIO], json_body: str | None, heade
         raise click.ClickException(f"every request failed: {_errors_cell(dict(errors))}.")
 
 
+# -- deployment commands (mest.deploy) -----------------------------------------------------------------
+
+from .deploy._cli import dockerfile_command, k8s_command  # noqa: E402  (registered last: they import the loader)
+
+main.add_command(dockerfile_command)
+main.add_command(k8s_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
