@@ -220,3 +220,21 @@ def test_app_outside_the_context_is_an_error(tmp_path: Path) -> None:
     result = mest(tmp_path, "dockerfile", "no_such_module:app")
     assert result.returncode == 1
     assert "no_such_module" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_deploy_facade_exports_exactly_its_public_names() -> None:
+    import types
+
+    import mest.deploy
+
+    public = {name for name, value in vars(mest.deploy).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert mest.deploy.__all__ == sorted(public)
+
+
+def test_python_api_matches_the_command(context: Path) -> None:
+    from mest.deploy import DockerfileOptions, dockerfile
+
+    generate(context)
+    options = DockerfileOptions(app="basic_app:app", code=("basic_app.py",), version=__version__)
+    assert dockerfile(options) == (context / "Dockerfile").read_text()

@@ -57,6 +57,7 @@ class Process:
 
     popen: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def output(self) -> str:
@@ -70,10 +71,12 @@ def launch(argv: list[str], *, cwd: Path = APPS_DIR, env: dict[str, str] | None 
 
     def pump() -> None:
         assert popen.stdout is not None
-        for line in popen.stdout:
-            process.lines.append(line)
+        with popen.stdout:  # closed by its only reader once every process holding the pipe has exited
+            for line in popen.stdout:
+                process.lines.append(line)
 
-    threading.Thread(target=pump, daemon=True).start()
+    process.reader = threading.Thread(target=pump, daemon=True)
+    process.reader.start()
     return process
 
 
@@ -120,6 +123,8 @@ def terminate(process: Process, timeout: float = 60.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.popen.pid, signal.SIGKILL)
     process.popen.wait(30)
+    if process.reader is not None:
+        process.reader.join(30)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, *processes: Process) -> None:
