@@ -88,16 +88,23 @@ def measure(duration: str, concurrency: str) -> dict[str, list[dict[str, Any]]]:
     direct = [sys.executable, "-m", "mest", "serve", "echo:app", "--port", str(port), "--workers", "1"]
     with _server(direct, "Listening at"):
         serve = _bench(f"http://127.0.0.1:{port}/sum", duration, concurrency)
-    port = _free_port()
-    ray = [sys.executable, "-m", "mest", "ray", "serve", "echo:app", "--replicas", "1", "--port", str(port)]
-    with _server(ray, " * Mest serving"):
-        ray_results = _bench(f"http://127.0.0.1:{port}/sum", duration, concurrency)
-    return {"mest serve": serve, "ray serve": ray_results}
+    results = {"mest serve": serve}
+    # Mest's default (max_ongoing_requests 100 for an unbatched app) against 32 and Ray's own default of 5.
+    for label, extra in (("ray serve", []),
+                         ("ray serve, max_ongoing_requests 32", ["--max-ongoing-requests", "32"]),
+                         ("ray serve, Ray's default max_ongoing_requests 5", ["--max-ongoing-requests", "5"])):
+        port = _free_port()
+        ray = [sys.executable, "-m", "mest", "ray", "serve", "echo:app", "--replicas", "1", "--port", str(port),
+               *extra]
+        with _server(ray, " * Mest serving"):
+            results[label] = _bench(f"http://127.0.0.1:{port}/sum", duration, concurrency)
+    return results
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    rows = ["| path | connections | req/s | p50 ms | p99 ms | errors | req/s vs mest serve | p50 vs mest serve |",
-            "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    rows = ["| path | connections | req/s | p50 ms | p99 ms | errors | oldest unanswered at end, ms "
+            "| req/s vs mest serve | p50 vs mest serve |",
+            "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     base = {r["concurrency"]: r for r in results["mest serve"]}
     for path, points in results.items():
         for r in points:
@@ -105,7 +112,7 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
             rps = f"{r['rps'] / b['rps']:.2f}x" if b["rps"] else "-"
             p50 = f"{r['p50_ms'] / b['p50_ms']:.1f}x" if b["p50_ms"] and r["p50_ms"] else "-"
             rows.append(f"| {path} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-                        f"{sum(r['errors'].values())} | {rps} | {p50} |")
+                        f"{sum(r['errors'].values())} | {r['oldest_unfinished_ms']:.0f} | {rps} | {p50} |")
     return "\n".join(rows)
 
 

@@ -55,11 +55,11 @@ def test_config_passes_rays_schema() -> None:
         else ServeDeploySchema.parse_obj(config)
     (application,) = schema.applications
     assert application.import_path == "mest.deploy.ray:build"
-    assert application.args == {"app": "batching_app:app", "threads": 16}
+    expected = mest_ray.ongoing_requests_for(8)  # batching_app's largest max_batch_size
+    assert application.args == {"app": "batching_app:app", "threads": expected}
     (deployment,) = application.deployments
     assert deployment.name == mest_ray.DEPLOYMENT_NAME
-    # batching_app's largest max_batch_size is 8: two batches' worth admitted per replica.
-    assert deployment.max_ongoing_requests == 16
+    assert deployment.max_ongoing_requests == expected
     assert deployment.autoscaling_config == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4}
     assert schema.http_options.port == 8123
     assert application.runtime_env["working_dir"] == f"local://{APPS_DIR}"
@@ -94,9 +94,9 @@ def test_unknown_app_is_a_clear_error() -> None:
 
 
 def test_ongoing_requests_follow_batching() -> None:
-    assert mest_ray.ongoing_requests_for(1) == 5  # Ray's default stays the floor
-    assert mest_ray.ongoing_requests_for(8) == 16
-    assert mest_ray.ongoing_requests_for(64) == 128
+    assert mest_ray.ongoing_requests_for(1) == mest_ray.MIN_ONGOING > 5  # above Ray's default of 5
+    assert mest_ray.ongoing_requests_for(64) == 128  # two batches' worth
+    assert mest_ray.ongoing_requests_for(mest_ray.MIN_ONGOING) == 2 * mest_ray.MIN_ONGOING
 
 
 def test_replica_health_is_readiness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,7 +72,7 @@ def _deployment_flags(command: Any) -> Any:
         click.option("--autoscaling-option", "autoscaling_options", multiple=True, metavar="KEY=VALUE",
                      help="Another Ray autoscaling_config option, e.g. target_ongoing_requests=4 (repeatable)."),
         click.option("--max-ongoing-requests", type=click.IntRange(min=1), default=None,
-                     show_default="2 x the largest max_batch_size, at least 5",
+                     show_default="2 x the largest max_batch_size, at least 100",
                      help="Requests a replica handles at once (and the WSGI bridge's threads)."),
         click.option("--num-cpus", type=click.FloatRange(min=0), default=None, help="CPUs Ray reserves per replica."),
         click.option("--name", default="mest", show_default=True, help="The Serve application's name."),

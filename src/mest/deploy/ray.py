@@ -10,8 +10,8 @@ ASGI ingress with a2wsgi, which runs it on a thread pool. Three settings make it
 * **max_ongoing_requests follows batching.** Ray admits at most ``max_ongoing_requests`` requests (default 5)
   into a replica at once, which would cap every Mest batch at 5. :func:`application` sets it to
   :func:`ongoing_requests_for` the app's largest ``max_batch_size`` (room for one batch being inferred while
-  the next one fills), and gives the WSGI bridge as many threads, since each admitted request holds a thread
-  while it waits in the batch.
+  the next one fills; at least :data:`MIN_ONGOING`), and gives the WSGI bridge as many threads, since each
+  admitted request holds a thread while it waits in the batch.
 * **Autoscaling passes through.** ``autoscaling_config`` and every other Ray deployment option are Ray's own.
 
 See docs/deploy.md.
@@ -30,6 +30,7 @@ from ..server.loader import load_app
 
 __all__ = [
     "DEPLOYMENT_NAME",
+    "MIN_ONGOING",
     "MestReplica",
     "application",
     "build",
@@ -39,16 +40,20 @@ __all__ = [
 
 #: The Serve deployment's name (``serve status``, ``deployments:`` in a Serve config file).
 DEPLOYMENT_NAME = "Mest"
-#: Ray's own default ``max_ongoing_requests``: the floor, for apps that do not batch.
-RAY_DEFAULT_ONGOING = 5
+#: The fewest requests a replica admits, batching or not: Ray's default before 2.32 (now 5). Past the limit,
+#: Ray's router keeps the surplus and retries with a growing back-off, which starved 64 closed-loop clients
+#: at 5, and nearly at 32, in bench/ray_serve.py (docs/benchmarks.md); admitted requests wait in Mest's own
+#: queue instead, where its ``max_queue`` and ``timeout_s`` limits apply.
+MIN_ONGOING = 100
 
 
 def ongoing_requests_for(max_batch_size: int) -> int:
     """How many concurrent requests a replica admits for a largest batch of ``max_batch_size``.
 
-    Two batches' worth: one being inferred while the next one fills, so batches stay full under load.
+    Two batches' worth (one being inferred while the next one fills, so batches stay full under load), and
+    at least :data:`MIN_ONGOING`.
     """
-    return max(RAY_DEFAULT_ONGOING, 2 * max_batch_size)
+    return max(MIN_ONGOING, 2 * max_batch_size)
 
 
 def _environ(path: str) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def application(import_string: str, **deployment_options_: Any) -> Any:
         >>> serve.run(mest.deploy.ray.application("app:app", num_replicas=2), route_prefix="/")  # doctest: +SKIP
     """
     options = deployment_options(import_string, **deployment_options_)
-    threads = max(int(options["max_ongoing_requests"]), RAY_DEFAULT_ONGOING)
+    threads = int(options["max_ongoing_requests"])
     deployment = serve.deployment(**options)(MestIngress)
     return deployment.bind(import_string, os.getcwd(), threads)
 
