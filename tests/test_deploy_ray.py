@@ -14,8 +14,10 @@ bounded load, no timing assertions.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -35,12 +37,15 @@ from typing import Any
 import httpx
 import pytest
 
-pytest.importorskip("ray.serve")
-pytest.importorskip("a2wsgi")
-
 from support.servers import APPS_DIR
 
-pytestmark = pytest.mark.server
+# Ray is never imported into the test process (importing it changes the logging module's record factory for
+# every later test): it runs in the processes the tests start.
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None or importlib.util.find_spec("a2wsgi") is None,
+                       reason="Ray Serve is not installed (pip install 'mest[ray]')"),
+]
 
 RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 300.0
@@ -289,9 +294,8 @@ def test_two_replicas_on_two_nodes_answer_through_one_proxy(cluster: Cluster, tw
 
 def test_batches_larger_than_five_under_32_clients(cluster: Cluster, two_replicas: Process) -> None:
     """Ray admits max_ongoing_requests (set by Mest) per replica, not its default 5, so batches reach 8."""
-    from mest.deploy.ray import ongoing_requests_for
-
-    assert f"max_ongoing_requests {ongoing_requests_for(8)}" in two_replicas.output
+    admitted = re.search(r"max_ongoing_requests (\d+)", two_replicas.output)
+    assert admitted is not None and int(admitted.group(1)) >= 2 * 8
     largest = 0
     with httpx.Client(base_url=cluster.url, limits=httpx.Limits(max_connections=32)) as client, \
             ThreadPoolExecutor(32) as pool:
