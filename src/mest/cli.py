@@ -331,5 +331,14 @@ def check(app: str | None, model_repository: str | None, model_control: str) -> 
 main.add_command(bench)
 main.add_command(nginx_command)
 
+# -- deployment commands (mest.deploy) -----------------------------------------------------------------
+
+from .deploy._cli import dockerfile_command, k8s_command  # noqa: E402  (registered last: they import the loader)
+from .deploy._ray_cli import ray_group  # noqa: E402
+
+main.add_command(dockerfile_command)
+main.add_command(k8s_command)
+main.add_command(ray_group)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
