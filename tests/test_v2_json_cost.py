@@ -19,7 +19,7 @@ def _decode(datatype: str, shape: list[int], data: object) -> np.ndarray:
 
 def test_empty_rows_against_a_smaller_shape_are_refused_by_their_count() -> None:
     with pytest.raises(BadRequest, match=r"dimension 0 should have 1000 items"):
-        _decode("FP32", [1000, 0], [[]] * 100_000)
+        _decode("FP32", [1000, 0], [[]] * 10_000)
 
 
 def test_empty_rows_matching_the_shape_decode_to_an_empty_array() -> None:
@@ -63,3 +63,20 @@ def test_integral_floats_out_of_range_are_refused() -> None:
 def test_integers_beyond_float64_precision_stay_exact() -> None:
     array = _decode("UINT64", [2], [0, 2**64 - 1])
     assert array.tolist() == [0, 2**64 - 1]
+
+
+@pytest.mark.parametrize("body", [b"[" + b"[]," * 100_000 + b"[]]", b"[" + b"{}," * 100_000 + b"{}]"])
+def test_a_large_body_dense_in_arrays_or_objects_is_refused_before_it_is_parsed(body: bytes) -> None:
+    from mest.codecs import json
+
+    with pytest.raises(BadRequest, match="arrays and objects"):
+        json.loads(body)
+
+
+def test_large_bodies_of_flat_or_row_data_parse() -> None:
+    from mest.codecs import json
+
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 20_000
+    assert json.loads(orjson.dumps({"features": rows}))["features"] == rows
+    flat = list(range(50_000))
+    assert json.loads(orjson.dumps(flat)) == flat

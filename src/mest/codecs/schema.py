@@ -73,6 +73,7 @@ class Schema:
             BadRequest: The body is not JSON.
             UnprocessableEntity: It is JSON of the wrong shape; ``detail`` lists the field errors.
         """
+        json.check_parse_cost(body)
         try:
             return self.adapter.validate_json(body)
         except pydantic.ValidationError as exc:
