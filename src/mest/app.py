@@ -67,6 +67,8 @@ class Settings:
         access_log: One ``mest.access`` log line per request.
         log_bodies: Add the request body (truncated to 1 KiB) to access lines. Off by default: bodies may
             carry personal data.
+        stream_time_limit_s: Longest a streamed response may last, in seconds; a stream still running then
+            ends with an error event (docs/streaming.md). ``None`` (the default): no limit.
 
     Each setting can also come from its ``MEST_<NAME>`` environment variable (docs/cli.md): an explicit
     ``Mest(...)`` argument wins over the variable, which wins over the default.
@@ -85,6 +87,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
     log_bodies: bool = False
+    stream_time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         # Lists are accepted (``Mest(api_keys=[...])``) and stored as tuples, so settings stay immutable.
@@ -101,6 +104,8 @@ class Settings:
             raise ValueError("docs_path needs openapi_path: the docs page shows the OpenAPI document")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if self.stream_time_limit_s is not None and not self.stream_time_limit_s > 0:
+            raise ValueError(f"stream_time_limit_s must be > 0 or None, got {self.stream_time_limit_s!r}")
         if not isinstance(self.title, str) or not self.title:
             raise ValueError(f"title must be a non-empty string, got {self.title!r}")
         for field in ("access_log", "log_bodies"):
@@ -154,6 +159,7 @@ class Mest:
         log_format: See :class:`Settings`.
         access_log: See :class:`Settings`.
         log_bodies: See :class:`Settings`.
+        stream_time_limit_s: See :class:`Settings`.
 
     Every setting not passed here is read from its ``MEST_<NAME>`` environment variable, if set.
 
@@ -187,6 +193,7 @@ class Mest:
         log_format: Literal["text", "json"] = Settings.log_format,
         access_log: bool = Settings.access_log,
         log_bodies: bool = Settings.log_bodies,
+        stream_time_limit_s: float | None = Settings.stream_time_limit_s,
     ) -> None:
         self.settings = Settings(
             max_body_size=max_body_size,
@@ -202,6 +209,7 @@ class Mest:
             log_format=log_format,
             access_log=access_log,
             log_bodies=log_bodies,
+            stream_time_limit_s=stream_time_limit_s,
         )
         self.settings = apply_environment(self.settings, explicit=self._explicit_arguments)
         self._access = AccessPolicy(
@@ -303,6 +311,7 @@ class Mest:
             max_batch_delay_ms=float(max_batch_delay_ms),
             max_queue=max_queue,
             timeout_s=timeout_s,
+            stream_time_limit_s=self.settings.stream_time_limit_s,
         )
         pipeline = self._new_pipeline(predictor, config)
         self._pipelines[route] = pipeline
@@ -317,7 +326,9 @@ class Mest:
         metrics = self._observability.model(config.name, config.version)
         if metrics is None:
             return Pipeline(predictor, config)
-        pipeline = Pipeline(predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics)
+        pipeline = Pipeline(
+            predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics, stream_observer=metrics
+        )
         metrics.pipeline = pipeline
         return pipeline
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._process import PROCESS
 from .api import BodyTooLarge, Request, Response
 from .batching import Batcher, BatchObserver
-from .codecs import json
+from .codecs import json, sse
 from .errors import (
     BadRequest,
     GatewayTimeout,
@@ -28,11 +29,12 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .predictors import PredictorBase
+from .streaming import ItemStream, StreamObserver, error_event_for, streaming_response
 
 if TYPE_CHECKING:
     from .codecs.schema import Schema
 
-__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "read_body"]
+__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "is_stream", "read_body"]
 
 logger = logging.getLogger("mest.pipeline")
 
@@ -74,6 +76,14 @@ class HandlerConfig:
     max_batch_delay_ms: float = 5.0
     max_queue: int | None = None
     timeout_s: float | None = None
+    #: Longest a streamed response may last (``Settings.stream_time_limit_s``); ``None``: no limit.
+    stream_time_limit_s: float | None = None
+
+
+def is_stream(result: Any) -> bool:
+    """Whether ``post_process`` returned a stream: an iterator (a generator, typically), never a value that
+    merely is iterable (a list, a dict, a string, an array)."""
+    return isinstance(result, Iterator) and not isinstance(result, (str, bytes, bytearray, dict))
 
 
 def read_body(req: Request) -> bytes:
@@ -114,10 +124,18 @@ class Pipeline:
         *,
         batch_observer: BatchObserver | None = None,
         stage_observer: StageObserver | None = None,
+        stream_observer: StreamObserver | None = None,
     ) -> None:
         self.predictor = predictor
         self.config = config
         self._observer = stage_observer
+        self._stream_observer = stream_observer
+        self.stream_format: sse.StreamFormat | None = getattr(predictor, "stream_format", None)
+        if self.stream_format not in (None, "sse", "ndjson"):
+            raise ValueError(
+                f"{type(predictor).__name__}.stream_format must be 'sse', 'ndjson' or None, "
+                f"got {self.stream_format!r}"
+            )
         self.request_schema = _schema(predictor, "request_schema")
         self.response_schema = _schema(predictor, "response_schema")
         accepted = tuple(t.lower() for t in getattr(predictor, "content_types", ("application/json",)))
@@ -209,15 +227,70 @@ class Pipeline:
     # -- serving -------------------------------------------------------------------------------------
 
     def __call__(self, req: Request) -> Response:
-        """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out."""
+        """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out
+        (streamed, when it is an iterator)."""
+        started = time.perf_counter()
         self._require_ready()
         result = self._predict(self.decode(req), req)
         if isinstance(result, Response):
             return result
+        if is_stream(result):
+            return self.open_stream(result, req, started=started)
         schema = self.response_schema
         if schema is None:
             return Response(result)
         return Response(schema.encode(result), headers=[("Content-Type", json.JSON_CONTENT_TYPE)])
+
+    def open_stream(
+        self,
+        items: Iterator[Any],
+        req: Request,
+        *,
+        started: float,
+        encode: Callable[[Any], bytes] | None = None,
+        content_type: str | None = None,
+        error_event: Callable[[MestError, str], bytes] | None = None,
+        trailer: bytes = b"",
+    ) -> Response:
+        """Send ``items`` as a stream; its first item is produced here, so a failure before it is an
+        ordinary error response.
+
+        Args:
+            items: What ``post_process`` returned.
+            req: The request (its ``Accept`` picks SSE or NDJSON unless the predictor chose).
+            started: ``time.perf_counter()`` when the request arrived.
+            encode: Frames one item (protocols frame their own); default SSE or NDJSON per item.
+            content_type: The stream's ``Content-Type`` (required with ``encode``).
+            error_event: Frames the event that ends a failed stream.
+            trailer: Sent after the last item when the stream completes.
+
+        Raises:
+            MestError: The producer failed before its first item (``InferenceError`` for a non-Mest error).
+        """
+        if encode is None:
+            fmt = sse.choose_format(req.headers.get("accept"), self.stream_format)
+            encode = partial(sse.encode_item, fmt=fmt)
+            content_type = sse.content_type(fmt)
+            error_event = error_event or error_event_for(fmt)
+        assert content_type is not None, "open_stream(encode=...) needs content_type"
+        stream = ItemStream(
+            items,
+            encode,
+            request_id=req.request_id,
+            started=started,
+            time_limit_s=self.config.stream_time_limit_s,
+            error_event=error_event,
+            trailer=trailer,
+            observer=self._stream_observer,
+            label=f"stream of model {self.config.name!r} ({req.method} {req.path})",
+        )
+        try:
+            stream.prime()
+        except MestError:
+            raise
+        except Exception as exc:
+            raise InferenceError("post_process failed.") from exc
+        return streaming_response(stream, content_type)
 
     def _require_ready(self) -> None:
         if not self.ensure_setup():
