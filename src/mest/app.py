@@ -22,7 +22,7 @@ from .observability import Observability, configure_logging
 from .observability._request_ids import new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
-from .protocol import v2
+from .protocol import generate, openai, v2
 from .security import AccessPolicy, check_api_keys, check_cors_origins, check_public_paths
 from .webframeworks.base import Handler, WebFramework, WSGIApplication
 
@@ -234,6 +234,7 @@ class Mest:
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
         self._build_lock = threading.Lock()
+        self._openai = openai.OpenAIEndpoints(lambda: self.pipelines)
         if self.settings.health_live_path:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
@@ -280,6 +281,7 @@ class Mest:
         _check_predictor(predictor)
         v2.declared_tensors(predictor, "inputs")  # a bad declaration must fail before anything is registered
         v2.declared_tensors(predictor, "outputs")
+        openai.declared_kinds(predictor)
         if not isinstance(route, str) or not _ROUTE_RE.fullmatch(route):
             raise ValueError(
                 f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
@@ -317,9 +319,18 @@ class Mest:
         self._pipelines[route] = pipeline
         self._add_endpoint("POST", route, pipeline)
         self._model_of[route] = pipeline
+        self._add_protocol_endpoints(pipeline)
+
+    def _add_protocol_endpoints(self, pipeline: Pipeline) -> None:
+        """The protocol endpoints of a new registration: V2, Triton's generate, OpenAI's (if declared)."""
         for method, path, handler in v2.model_endpoints(self, pipeline):
             self._add_endpoint(method, path, handler)
             self._model_of[path] = pipeline
+        for method, path, handler in generate.model_endpoints(pipeline, lambda: self.pipelines):
+            self._add_endpoint(method, path, handler)
+            self._model_of[path] = pipeline
+        for method, path, handler in self._openai.new_endpoints(pipeline):
+            self._add_endpoint(method, path, handler)
 
     def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
         """The predictor's pipeline, with the metrics observers when metrics are on."""

@@ -50,6 +50,11 @@ class PredictorBase:
             they are produced: ``"sse"`` (Server-Sent Events) or ``"ndjson"`` fixes the format; ``None`` (the
             default) lets the client's ``Accept`` header choose (NDJSON if it asks for
             ``application/x-ndjson``, else SSE). See docs/streaming.md.
+        openai_api: OpenAI-compatible routes this predictor serves, by the body's ``model`` (its name):
+            any of ``"chat"`` (``/v1/chat/completions``), ``"completions"`` (``/v1/completions``) and
+            ``"embeddings"`` (``/v1/embeddings``); empty (the default): none. See docs/streaming.md.
+        openai_dimensions: For ``"embeddings"``: the model's vectors may be truncated to the request's
+            ``dimensions`` (and re-normalized), as for Matryoshka-trained models. Default ``False``.
     """
 
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
@@ -59,6 +64,8 @@ class PredictorBase:
     request_schema: ClassVar[Any] = None
     response_schema: ClassVar[Any] = None
     stream_format: ClassVar[str | None] = None
+    openai_api: ClassVar[str | tuple[str, ...]] = ()
+    openai_dimensions: ClassVar[bool] = False
 
     def __init__(self, model: BaseModel | None = None) -> None:
         self.artifacts = model
