@@ -145,3 +145,13 @@ def test_a_client_that_leaves_closes_the_generator_and_others_are_still_served(s
     metrics = httpx.get(server.url + "/metrics", timeout=10).text
     assert 'mest_stream_items_total{model="count",version=""}' in metrics
     assert 'mest_stream_time_to_first_item_seconds_count{model="count",version=""}' in metrics
+
+
+def test_triton_generate_stream_sends_one_event_per_item(server: RunningServer) -> None:
+    with server.client() as client:
+        with client.stream("POST", "/v2/models/count/generate_stream", json={"n": 3}) as resp:
+            assert resp.status_code == 200 and resp.headers["x-accel-buffering"] == "no"
+            events = [json.loads(data) for _, data in sse_events(resp.iter_lines())]
+        whole = client.post("/v2/models/lines/generate", json={"words": ["to", "gether"]})
+    assert events == [{"i": i, "of": 3, "model_name": "count", "model_version": ""} for i in range(3)]
+    assert whole.json() == {"text_output": "together", "model_name": "lines", "model_version": ""}
