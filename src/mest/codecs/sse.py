@@ -58,7 +58,8 @@ def encode_item(item: Any, fmt: StreamFormat) -> bytes:
         return ndjson_line(item)
     if isinstance(item, str):
         return sse_event(item)
-    return sse_event(json.dumps(item).decode("utf-8"))
+    # orjson never writes a raw line break inside a document, so it is one ``data:`` line as it is.
+    return b"data: " + json.dumps(item) + b"\n\n"
 
 
 def choose_format(accept: str | None, preferred: StreamFormat | None = None) -> StreamFormat:
