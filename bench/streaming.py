@@ -110,7 +110,8 @@ def main() -> None:
         f"### Run of {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "",
         f"Command: `python bench/streaming.py --items {args.items}{' --write-docs' if args.write_docs else ''}` "
-        "(2 shared cores, no pinning; noise between runs is about ±20%)",
+        "(2 shared cores, no pinning: absolute numbers vary a lot between runs on this machine, "
+        "compare the ratios measured in one run)",
         "",
         "| path | time to first item, ms | items/s |",
         "| --- | ---: | ---: |",
