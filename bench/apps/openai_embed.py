@@ -1,7 +1,8 @@
 """The servers bench/openai_embeddings.py compares: all-MiniLM-L6-v2 behind OpenAI's ``/v1/embeddings``.
 
-gunicorn serves ``openai_embed:mest_app``; ``python openai_embed.py litserve`` runs LitServe's ``OpenAIEmbeddingSpec`` (in LitServe's own venv, see
-bench/peers/setup_envs.py). Both batch up to 32 inputs with a 5 ms window. ``BENCH_PORT`` picks LitServe's port.
+gunicorn serves ``openai_embed:mest_app``; ``python openai_embed.py litserve`` runs LitServe's
+``OpenAIEmbeddingSpec`` (in LitServe's own venv, see bench/peers/setup_envs.py). Both batch up to 32 inputs
+with a 5 ms window. ``BENCH_PORT`` picks LitServe's port.
 """
 
 import os
