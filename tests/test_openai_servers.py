@@ -135,6 +135,9 @@ def test_errors_come_in_openai_shape(server: RunningServer) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.embeddings.create(model="hash-embed", input="x", dimensions=0)
     assert bad.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as several:
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}], n=2)
+    assert several.value.param == "n"
     raw = httpx.post(
         server.url + "/v1/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}
     )

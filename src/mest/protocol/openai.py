@@ -217,8 +217,12 @@ class OpenAIEndpoints:
     def _complete(self, req: Request, body: dict[str, Any], kind: str) -> Response:
         started = time.perf_counter()
         stream = _field(body, "stream", bool, False)
+        if _field(body, "n", int, 1) != 1:
+            raise BadRequest("Only n=1 is supported: one choice per request.", detail={"param": "n"})
         pipeline = self._model(body, kind)
         result = pipeline.predict(body, req)
+        if isinstance(result, Response):  # the predictor chose its own answer
+            return result
         completion_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + req.request_id
         shape = _Shape(kind, completion_id, pipeline.config.name)
         items: Iterator[Any] = result if is_stream(result) else iter((result,))
