@@ -253,3 +253,19 @@ def test_openapi_documents_streams_generate_and_openai_routes(make_app: Callable
     assert paths["/v1/chat/completions"]["post"]["tags"] == ["openai"]
     assert "text/event-stream" in paths["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert {"/v1/models", "/v1/embeddings"} <= set(paths) and "/v1/completions" not in paths
+
+
+def test_the_streaming_example_counts_and_refuses_bad_input() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "streaming" / "app.py"
+    spec = importlib.util.spec_from_file_location("streaming_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    client = TestClient(example.app)
+    resp = client.post("/count", json={"n": 3, "delay_ms": 1})
+    assert resp.content == b'data: {"i":0,"of":3}\n\ndata: {"i":1,"of":3}\n\ndata: {"i":2,"of":3}\n\n'
+    bad = client.post("/count", json={"n": -1})
+    assert bad.status_code == 400 and "n must be in" in bad.json()["error"]

@@ -1,7 +1,7 @@
 """A streaming predictor: ``POST /count`` with ``{"n": N, "delay_ms": D}`` streams N events, one every D ms.
 
 Run it with ``python examples/streaming/app.py`` (or ``mest serve examples/streaming/app.py``, or
-``gunicorn -k gevent examples.streaming.app:app``) and watch the events arrive one by one::
+``gunicorn -k gevent --chdir examples/streaming app:app``) and watch the events arrive one by one::
 
     curl -N -X POST localhost:5000/count -H 'Content-Type: application/json' -d '{"n": 5, "delay_ms": 200}'
 
