@@ -118,3 +118,45 @@ def test_a_non_object_body_and_an_empty_one(client: TestClient) -> None:
     assert client.post("/v1/embeddings", json=[1]).json()["error"]["type"] == "invalid_request_error"
     empty = client.post("/v1/chat/completions", content=b"", headers={"Content-Type": "application/json"})
     assert empty.status_code == 400
+
+
+def test_the_inputs_of_one_request_are_one_batch(make_app: Callable[..., Mest]) -> None:
+    class Recording(PredictorBase):
+        openai_api = "embeddings"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[int] = []
+
+        def infer(self, texts: list[str]) -> list[list[float]]:
+            self.batches.append(len(texts))
+            return [[float(len(t))] for t in texts]
+
+    predictor = Recording()
+    app = make_app()
+    # A long window: the batch leaves when full, which it is once every announced input has arrived.
+    app.add_inference_handler(predictor, "/e", name="e", max_batch_size=4, max_batch_delay_ms=30000)
+    resp = TestClient(app).post("/v1/embeddings", json={"model": "e", "input": ["a", "bb", "ccc", "dddd", "eeeee"]})
+    assert [d["embedding"] for d in resp.json()["data"]] == [[1.0], [2.0], [3.0], [4.0], [5.0]]
+    assert predictor.batches == [4, 1]
+
+
+def test_a_failing_input_fails_the_request_and_leaves_the_queue_usable(make_app: Callable[..., Mest]) -> None:
+    class Picky(PredictorBase):
+        openai_api = "embeddings"
+
+        def pre_process(self, text: str, req: Any) -> str:
+            if text == "bad":
+                raise ValueError("no bad inputs")
+            return text
+
+        def infer(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0] for _ in texts]
+
+    app = make_app()
+    app.add_inference_handler(Picky(), "/p", name="p", max_batch_size=4, max_batch_delay_ms=30000)
+    client = TestClient(app)
+    bad = client.post("/v1/embeddings", json={"model": "p", "input": ["a", "bad", "c"]})
+    assert bad.status_code == 400 and "no bad inputs" in bad.json()["error"]["message"]
+    good = client.post("/v1/embeddings", json={"model": "p", "input": ["a", "b", "c", "d"]})
+    assert good.status_code == 200 and len(good.json()["data"]) == 4

@@ -323,11 +323,12 @@ class Pipeline:
             return media_type.startswith(pattern[:-1])
         return media_type == pattern or pattern == "*/*"
 
-    def _pre_process(self, input_data: Any, req: Request) -> Any:
+    def _pre_process(self, input_data: Any, req: Request, announced: bool = False) -> Any:
         """``pre_process``, with the batcher told a request is on its way, and input errors made 400."""
         batcher = self.batcher
         started = time.perf_counter()
-        batcher.announce()
+        if not announced:
+            batcher.announce()
         try:
             processed = self.predictor.pre_process(input_data, req)
         except MestError:
@@ -343,18 +344,31 @@ class Pipeline:
             self._observer.stage_finished("pre_process", time.perf_counter() - started)
         return processed
 
-    def predict(self, input_data: Any, req: Request) -> Any:
-        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
-        self._require_ready()
-        return self._predict(input_data, req)
+    def predict(self, input_data: Any, req: Request, *, announced: bool = False) -> Any:
+        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result.
 
-    def _predict(self, input_data: Any, req: Request) -> Any:
+        Args:
+            input_data: What ``pre_process`` receives.
+            req: The request.
+            announced: The caller already called ``batcher.announce()`` for this input. A request with
+                several inputs (OpenAI embeddings) announces them all before submitting any, so the batch
+                being formed waits for all of them instead of leaving with the first.
+        """
+        try:
+            self._require_ready()
+        except MestError:
+            if announced:
+                self.batcher.withdraw()
+            raise
+        return self._predict(input_data, req, announced)
+
+    def _predict(self, input_data: Any, req: Request, announced: bool = False) -> Any:
         timeout = self.config.timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
         predictor = self.predictor
         batcher = self.batcher
         observer = self._observer
-        processed = self._pre_process(input_data, req)
+        processed = self._pre_process(input_data, req, announced)
         if deadline is not None and time.monotonic() >= deadline:
             batcher.withdraw()
             if observer is not None:

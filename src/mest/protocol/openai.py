@@ -292,22 +292,33 @@ def _sized(vector: np.ndarray, dimensions: int | None, pipeline: Pipeline) -> np
 
 def _embed_all(pipeline: Pipeline, inputs: list[str], req: Request) -> list[Any]:
     """One queued call per input, in waves of the model's batch size, so one request's inputs (and other
-    requests') share ``infer`` calls. Threads are gevent's greenlets under a gevent worker."""
+    requests') share ``infer`` calls. Each wave is announced to the batcher before any of it is submitted, so
+    the batch being formed waits for the whole wave. Threads are gevent's greenlets under a gevent worker."""
     results: list[Any] = [None] * len(inputs)
     errors: list[BaseException] = []
     wave = max(1, pipeline.config.max_batch_size)
+    batcher = pipeline.batcher
 
     def run(index: int) -> None:
         try:
-            results[index] = pipeline.predict(inputs[index], req)
+            results[index] = pipeline.predict(inputs[index], req, announced=True)
         except BaseException as exc:  # re-raised in the request's own thread
             errors.append(exc)
 
     for start in range(0, len(inputs), wave):
-        end = min(start + wave, len(inputs))
-        helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(start + 1, end)]
-        for helper in helpers:
-            helper.start()
+        indexes = range(start, min(start + wave, len(inputs)))
+        for _ in indexes:
+            batcher.announce()
+        helpers: list[threading.Thread] = []
+        try:
+            for index in indexes[1:]:
+                helper = threading.Thread(target=run, args=(index,), daemon=True)
+                helper.start()
+                helpers.append(helper)
+        except BaseException:
+            for _ in range(len(indexes) - len(helpers)):  # the unstarted ones, this thread's own included
+                batcher.withdraw()
+            raise
         run(start)
         for helper in helpers:
             helper.join()
