@@ -157,3 +157,34 @@ def test_api_keys_are_bearer_tokens() -> None:
             model="echo", messages=[{"role": "user", "content": "ok fine"}], stream=True
         )
         assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices) == "fine ok"
+
+
+def test_a_client_leaving_a_chat_stream_closes_it(server: RunningServer) -> None:
+    import json
+    import socket
+    import struct
+
+    from support.mest_serve import wait_for
+
+    words = " ".join(f"w{i}" for i in range(5000))
+    body = json.dumps({"model": "echo", "stream": True, "delay_ms": 20,
+                       "messages": [{"role": "user", "content": words}]}).encode()
+    port = int(server.url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        while received.count(b"data: ") < 3:  # the role chunk and two pieces: the stream is running
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def closed() -> bool:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        return 'mest_streams_total{model="echo",outcome="client_closed",version=""}' in text
+
+    wait_for(closed, 60, "the chat stream to be counted as closed by the client", server)
