@@ -1,6 +1,6 @@
 """A closed-loop HTTP/1.1 load generator: N keep-alive connections, one request in flight on each.
 
-The engine is Mest's own (``mest._loadgen``, the one ``mest bench`` runs): single-threaded ``selectors`` over
+The engine is Mest's own (``mest.loadgen``, the one ``mest bench`` runs): single-threaded ``selectors`` over
 non-blocking sockets with request bytes built once, so one core drives tens of thousands of requests/s and the
 generator is never the bottleneck; ``bench/batching.py`` pins it to its own core. Loopback only: the URL's
 host must be 127.0.0.1, localhost or ::1.
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from mest._loadgen import Checker, LoadResult, run_load
+from mest.loadgen import Checker, LoadResult, run_load
 
 __all__ = ["Checker", "LoadResult", "run_load"]
 

@@ -388,10 +388,15 @@ def test_pipeline_answers_503_and_504_as_json() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_a_fresh_queue(model: Model) -> None:
+    """A fork while a parent thread is running the model (and holds the queue) must not stall the child."""
     batcher = Batcher(model, max_batch_size=4)
     assert batcher.submit("parent") == ("answer", "parent")
-    state = batcher._state
-    with state.lock:  # a fork while another thread holds the lock must not deadlock the child
+    gate = model.hold("held-in-parent")
+    model.entered.clear()
+    holder = threading.Thread(target=batcher.submit, args=("held-in-parent",), daemon=True)
+    holder.start()
+    assert model.entered.wait(LIMIT_S)  # the parent's model is busy: its queue has a leader
+    try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
@@ -400,14 +405,17 @@ def test_a_forked_child_gets_a_fresh_queue(model: Model) -> None:
             except BaseException:
                 code = 2
             os._exit(code)
-    deadline = time.monotonic() + LIMIT_S
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child deadlocked on the parent's queue state")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(status) == 0
+        deadline = time.monotonic() + LIMIT_S
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child waited on the parent's queue")
+            time.sleep(0.01)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        gate.set()
+        holder.join(LIMIT_S)

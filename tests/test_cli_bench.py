@@ -1,4 +1,4 @@
-"""``mest bench`` and its engine, ``mest._loadgen``, against real servers on loopback.
+"""``mest bench`` and its engine, ``mest.loadgen``, against real servers on loopback.
 
 The servers are gunicorn running ``hello_wsgi:app`` (a trivial WSGI app with a few test routes) and the Mest
 app ``basic_app:app``, plus the standard library's HTTP/1.0 server for responses framed by closing the
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mest._loadgen import LoadError, LoadResult, Progress, run_load
 from mest.cli import main
+from mest.loadgen import LoadError, LoadResult, Progress, run_load
 from support.servers import RunningServer, gunicorn
 
 SHORT = ["--duration", "400ms", "--warmup", "100ms"]

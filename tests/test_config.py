@@ -11,7 +11,7 @@ import pytest
 
 from mest import Mest
 from mest.app import Settings
-from mest.config import ConfigError, RequestLimits, apply_environment, env_name, from_environment, parse
+from mest.config import ConfigError, RequestLimits, apply_environment, env_name, parse
 from mest.testing import TestClient
 from mest.webframeworks.wsgi import PlainWSGI
 
@@ -171,8 +171,3 @@ def test_apply_environment_on_request_limits() -> None:
                              environ={"MEST_LIMIT_REQUEST_LINE": "1"}) == RequestLimits()
     with pytest.raises(ConfigError, match=r"^MEST_LIMIT_REQUEST_FIELDS='-3': limit_request_fields must be"):
         apply_environment(RequestLimits(), environ={"MEST_LIMIT_REQUEST_FIELDS": "-3"})
-
-
-def test_from_environment_reads_only_the_dataclass_fields() -> None:
-    environ = {"MEST_LIMIT_REQUEST_LINE": "100", "MEST_OTHER": "x", "LIMIT_REQUEST_FIELDS": "3"}
-    assert from_environment(RequestLimits, environ) == {"limit_request_line": 100}

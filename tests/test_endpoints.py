@@ -374,7 +374,7 @@ def test_wrong_method_is_405_with_allow(sum_client: TestClient, method: str) -> 
 def test_wrong_method_on_health_is_405(sum_client: TestClient) -> None:
     result = sum_client.post("/health/live", json={})
     assert_error(result, 405, "method_not_allowed")
-    assert result.headers["allow"] == "GET"
+    assert result.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/sum/", "/sum/extra", "/SUM", "/health", "/%E2%98%83"])
@@ -673,3 +673,36 @@ def test_routes_registered_after_the_first_request_are_served(make_app: MakeApp)
     app.add_inference_handler(Sum(), "/late")
     assert client.post("/late", json={"features": [1]}).json()["sum"] == 1.0
     assert client.get("/late").headers["allow"] == "POST"
+
+
+def test_non_finite_numbers_are_read_and_written_as_tokens_never_null(sum_client: TestClient) -> None:
+    """A predictor's own route reads and writes NaN and infinities as Python's json and Triton do (docs/v2.md)."""
+    body = b'{"id": null, "features": [1, NaN, Infinity, -Infinity]}'
+    result = sum_client.post("/sum", content=body, headers={"Content-Type": "application/json"})
+    assert result.status_code == 200, result.content
+    assert b'"doubled":[2.0,NaN,Infinity,-Infinity]' in result.content
+    assert b'"sum":NaN' in result.content and b'"id":null' in result.content
+    finite = sum_client.post("/sum", json={"features": [1.5, 2]})
+    assert b"NaN" not in finite.content and finite.json()["sum"] == 3.5
+
+
+def test_schema_routes_keep_non_finite_numbers(make_app: MakeApp) -> None:
+    from pydantic import BaseModel as Schema
+
+    class Out(Schema):
+        value: float
+        values: list[float]
+
+    class Ratio(PredictorBase):
+        response_schema = Out
+
+        def infer(self, processed_data: Any) -> Any:
+            x = float(processed_data["x"])
+            return Out(value=float("nan"), values=[x, float("-inf")])
+
+    app = make_app()
+    app.add_inference_handler(Ratio(), "/ratio")
+    client = TestClient(app)
+    result = client.post("/ratio", content=b'{"x": 0}', headers={"Content-Type": "application/json"})
+    assert result.status_code == 200, result.content
+    assert result.content == b'{"value":NaN,"values":[0.0,-Infinity]}'

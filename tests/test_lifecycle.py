@@ -215,11 +215,16 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(launcher: s
 
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        wait_for(
-            lambda: len(children(server.pid)) == WORKERS and victim not in children(server.pid),
-            60, "a replacement worker", server,
-        )
-        replacement = (children(server.pid) - workers).pop()
+        # One snapshot per check: a victim still dying is in one read of /proc and gone from the next.
+        snapshot: set[int] = set()
+
+        def replacement_started() -> bool:
+            snapshot.clear()
+            snapshot.update(children(server.pid))
+            return len(snapshot) == WORKERS and victim not in snapshot and bool(snapshot - workers)
+
+        wait_for(replacement_started, 60, "a replacement worker", server)
+        replacement = (snapshot - workers).pop()
         wait_for(
             lambda: any(body["pid"] == replacement for body in list(load.ok.values())),
             60, "the replacement worker to answer", server,

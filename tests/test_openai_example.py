@@ -29,8 +29,20 @@ def server() -> Iterator[RunningServer]:
         yield started
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    made = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    _CLIENTS.append(made)
+    return made
 
 
 def test_minilm_embeddings_rank_related_sentences_closer(server: RunningServer) -> None:

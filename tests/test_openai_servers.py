@@ -44,8 +44,20 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
         yield running_server
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()  # their keep-alive sockets, before the server goes
+
+
 def client_for(server: RunningServer, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30)
+    _CLIENTS.append(client)
+    return client
 
 
 def toy_vector(text: str) -> np.ndarray:

@@ -147,7 +147,7 @@ def _modules_loaded_by(code: str) -> set[str]:
     return set(out.split())
 
 
-HEAVY = ("falcon", "gunicorn", "gevent", "sklearn", "joblib", "httpx")
+HEAVY = ("falcon", "gunicorn", "gevent", "sklearn", "joblib", "httpx", "mest.loadgen", "matplotlib", "ml_dtypes")
 
 
 def test_core_does_not_import_falcon() -> None:
@@ -168,6 +168,20 @@ def test_mest_with_another_adapter_does_not_import_falcon() -> None:
     assert "mest.app" in loaded
     for heavy in HEAVY:
         assert heavy not in loaded, heavy
+
+
+def test_serving_a_request_loads_no_load_generator() -> None:
+    loaded = _modules_loaded_by(
+        """
+        import mest
+        from mest.testing import TestClient
+        app = mest.Mest()
+        assert TestClient(app).get("/health/live").status_code == 200
+        """
+    )
+    assert "mest.app" in loaded
+    for unwanted in ("mest.loadgen", "mest.cli", "matplotlib", "ml_dtypes"):
+        assert unwanted not in loaded, unwanted
 
 
 def test_default_app_uses_falcon() -> None:

@@ -99,13 +99,19 @@ def test_schema_example_validates_requests() -> None:
 
 
 @pytest.mark.server
-def test_v2_client_example_talks_to_the_served_seed_example(iris_dir: Path) -> None:
+@pytest.mark.parametrize("kind", ["dev", "gevent"])
+def test_v2_client_example_talks_to_the_served_seed_example(iris_dir: Path, kind: str) -> None:
+    """The snippet as written targets port 5000: ``python app.py`` (the dev server), or gunicorn."""
     pytest.importorskip("tritonclient.http")
-    from support.servers import gunicorn
+    from support.servers import dev_server, gunicorn
 
     shutil.copy(ROOT / "examples" / "iris" / "app.py", iris_dir / "app.py")
     code = _block_containing("InferenceServerClient(")
-    with gunicorn("app:app", worker_class="gevent", cwd=iris_dir) as server:
+    if kind == "dev":
+        launch = dev_server("app.py", cwd=iris_dir)
+    else:
+        launch = gunicorn("app:app", worker_class=kind, cwd=iris_dir)
+    with launch as server:
         address = server.url.removeprefix("http://")
         namespace: dict[str, object] = {}
         exec(compile(code.replace('"localhost:5000"', repr(address)), "README-v2", "exec"), namespace)

@@ -8,6 +8,7 @@ test_endpoints.py; this file proves it survives real sockets, real workers and r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -206,7 +207,7 @@ def test_wrong_method(client: httpx.Client) -> None:
     response = client.get("/sum")
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
-    assert client.delete("/health/live").headers["allow"] == "GET"
+    assert client.delete("/health/live").headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("path", ["/nope", "/sum/extra", "/"])
@@ -241,6 +242,20 @@ def test_workers_keep_serving_after_errors(server: RunningServer, client: httpx.
         assert client.post("/sum", json={"features": [666]}).status_code == 500
         assert client.post("/sum", json={"id": "after", "features": [2]}).json()["sum"] == 2.0
     assert server.process.poll() is None
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_flood_of_one_fault_logs_one_traceback_per_process(kind: str) -> None:
+    with serve(kind) as server, server.client() as http:
+        for i in range(30):
+            response = http.post("/sum", json={"features": [666]}, headers={"X-Request-ID": f"flood-{i}"})
+            assert response.status_code == 500
+        assert http.post("/sum", json={"features": [2]}).json()["sum"] == 2.0
+        server.wait_for_output(r"RuntimeError: the model exploded")
+        server.wait_for_output(r"POST /sum 200 ")  # every access line up to the last request has been written
+        tracebacks = server.output.count("RuntimeError: the model exploded")
+        workers = 2 if kind == "sync" else 1
+        assert 1 <= tracebacks <= workers, server.output[-4000:]
 
 
 # -- request ids ----------------------------------------------------------------------------------------
@@ -339,6 +354,30 @@ def test_dev_server_holds_a_burst_of_pending_connections() -> None:
         finally:
             os.kill(server.pid, signal.SIGCONT)
         assert len(sockets) == 64
+
+
+def test_dev_server_logs_one_access_line_per_request_and_escapes_what_clients_send() -> None:
+    with dev_server("core_app.py") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+            sock.sendall(b"GET / HTTP/1.1\x1b[31mred\x00\r\nHost: t\r\n\r\n")  # a malformed request line
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n") and b"Connection: close" in head
+        error = json.loads(body)
+        assert error["status"] == 400 and error["code"] == "bad_request" and error["request_id"]
+        assert "\x1b" not in error["error"]
+        with server.client() as http:
+            response = http.post("/sum", json={"features": [1]}, headers={"X-Request-ID": "one-line-only"})
+        assert response.status_code == 200
+        server.wait_for_output(r"one-line-only")
+        server.wait_for_output(r"mest\.devserver")
+        assert "\x1b" not in server.output and "\x00" not in server.output
+        assert "[31mred" in server.output  # the line is there, with the ESC replaced
+        lines = [line for line in server.output.splitlines() if "POST /sum" in line]
+        assert len(lines) == 1 and "one-line-only" in lines[0], lines
 
 
 def test_dev_server_stops_cleanly_on_sigterm() -> None:

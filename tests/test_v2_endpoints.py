@@ -100,10 +100,10 @@ BAD_REQUESTS = [
     ),
     _case(
         "echo",
-        infer_doc(tensor("a", "BF16", [1], [1])),
+        infer_doc(tensor("a", "BF32", [1], [1])),
         400,
-        "Input 'a': unknown datatype 'BF16'",
-        id="bf16-unsupported",
+        "Input 'a': unknown datatype 'BF32'",
+        id="unknown-datatype",
     ),
     _case(
         "echo",
@@ -581,7 +581,9 @@ def test_server_metadata(client: TestClient) -> None:
 
     result = client.get("/v2")
     assert result.status_code == 200
-    assert result.json() == {"name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data"]}
+    assert result.json() == {
+        "name": "mest", "version": mest.__version__, "extensions": ["binary_tensor_data", "statistics"]
+    }
 
 
 def test_server_health(client: TestClient) -> None:
@@ -658,13 +660,13 @@ def test_model_ready(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "message"),
     [
-        ("GET", "/v2/models/nope", "Unknown model 'nope'"),
-        ("GET", "/v2/models/nope/ready", "Unknown model 'nope'"),
-        ("POST", "/v2/models/nope/infer", "Unknown model 'nope'"),
-        ("GET", "/v2/models/scaler/versions/9", "Unknown version '9' of model 'scaler'"),
-        ("GET", "/v2/models/scaler/versions/9/ready", "Unknown version '9' of model 'scaler'"),
-        ("POST", "/v2/models/scaler/versions/9/infer", "Unknown version '9' of model 'scaler'"),
-        ("POST", "/v2/models/iris/versions/1/infer", "Unknown version '1' of model 'iris'"),
+        ("GET", "/v2/models/nope", "Request for unknown model: 'nope' is not found"),
+        ("GET", "/v2/models/nope/ready", "Request for unknown model: 'nope' is not found"),
+        ("POST", "/v2/models/nope/infer", "Request for unknown model: 'nope' is not found"),
+        ("GET", "/v2/models/scaler/versions/9", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("GET", "/v2/models/scaler/versions/9/ready", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("POST", "/v2/models/scaler/versions/9/infer", "Request for unknown model: 'scaler' version 9 is not found"),
+        ("POST", "/v2/models/iris/versions/1/infer", "Request for unknown model: 'iris' version 1 is not found"),
         ("GET", "/v2/models/scaler/nothing", "No V2 endpoint matches"),
     ],
 )
@@ -891,3 +893,38 @@ def test_declared_predictor_still_serves_its_own_route(client: TestClient) -> No
     own = client.post("/scaler/v2", json={"x": [[1, 2, 3]]})
     assert own.status_code == 200, own.content
     assert own.json() == {"y": [[2.0, 4.0, 6.0]], "total": [12.0]}
+
+
+def test_non_finite_json_tokens_in_and_out_never_null() -> None:
+    from apps.v2_app import register_models
+    from mest import Mest
+    from mest.testing import TestClient
+
+    client = TestClient(register_models(Mest()))
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [4], "data": [NaN, Infinity, -Infinity, 1]}]}'
+    response = client.post("/v2/models/echo/infer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert b'"data":[NaN,Infinity,-Infinity,1.0]' in response.content
+    assert b"null" not in response.content
+    ints = body.replace(b"FP64", b"INT64")
+    rejected = client.post("/v2/models/echo/infer", content=ints, headers={"Content-Type": "application/json"})
+    assert rejected.status_code == 400
+    assert "Input 'x': INT64 data must be integers" in rejected.json()["error"]
+
+
+def test_bf16_without_ml_dtypes_is_a_400_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from apps.v2_app import register_models
+    from mest import Mest
+    from mest.testing import TestClient
+
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # as if not installed
+    client = TestClient(register_models(Mest()))
+    header = b'{"inputs":[{"name":"h","datatype":"BF16","shape":[2],"parameters":{"binary_data_size":4}}]}'
+    response = client.post(
+        "/v2/models/echo/infer", content=header + b"\x00\x3f\x00\x40",
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "pip install 'mest[bf16]'" in response.json()["error"]

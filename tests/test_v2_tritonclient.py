@@ -1,4 +1,5 @@
-"""The Open Inference Protocol under real gunicorn workers, driven by the standard client (tritonclient[http]).
+"""The Open Inference Protocol on every real server Mest runs on (the dev server behind ``app.run()``, gunicorn's
+sync, gthread and gevent workers, granian), driven by the standard client (tritonclient[http]).
 
 No glue: the client is used exactly as against any V2 server. The raw-HTTP part replays every bad input of
 test_v2_endpoints.py against the real workers and checks each one still answers afterwards.
@@ -20,12 +21,13 @@ from tritonclient.utils import InferenceServerException
 
 import mest
 from apps.v2_app import MyPredictor
-from support.servers import RunningServer, gunicorn
+from support.mest_serve import mest_argv, running
+from support.servers import RunningServer, dev_server, gunicorn
 from test_v2_endpoints import BAD_REQUESTS
 
 pytestmark = pytest.mark.server
 
-WORKERS = ["sync", "gthread", "gevent"]
+SERVERS = ["dev", "sync", "gthread", "gevent", "granian"]
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 
 # One array per V2 datatype tritonclient can send from numpy, at the edges of each type's range.
@@ -46,10 +48,19 @@ ARRAYS: dict[str, np.ndarray[Any, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", params=WORKERS)
+@pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with gunicorn("v2_app:app", worker_class=request.param) as running:
-        yield running
+    kind = request.param
+    if kind == "dev":  # app.run(): tritonclient sends no Content-Type, which wsgiref used to call text/plain
+        with dev_server("v2_app.py") as server:
+            yield server
+    elif kind == "granian":
+        pytest.importorskip("granian")
+        with running(mest_argv("v2_app:app", "--server", "granian", "-w", "1")) as server:
+            yield server
+    else:
+        with gunicorn("v2_app:app", worker_class=kind) as server:
+            yield server
 
 
 @pytest.fixture
@@ -82,7 +93,7 @@ def test_server_metadata(client: triton.InferenceServerClient) -> None:
     assert client.get_server_metadata() == {
         "name": "mest",
         "version": mest.__version__,
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "statistics"],
     }
 
 
@@ -258,3 +269,70 @@ def test_docs_client_examples_work_as_written(server: RunningServer) -> None:
     got, documented = response.json(), json.loads(shown.group(1))
     assert got["outputs"][0].pop("data") == pytest.approx(documented["outputs"][0].pop("data"))
     assert got == documented
+
+
+@pytest.mark.parametrize("mode", ["json", "binary-in", "binary-out", "binary"])
+def test_non_finite_numbers_survive_every_encoding(client: triton.InferenceServerClient, mode: str) -> None:
+    """NaN and infinities as Triton writes them in JSON (``NaN``, ``Infinity``, ``-Infinity``), never ``null``."""
+    binary_in, binary_out = mode in ("binary", "binary-in"), mode in ("binary", "binary-out")
+    sent = {
+        "fp32": np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32),
+        "fp64": np.array([[np.inf, 2.5], [np.nan, -np.inf]]),
+        "fp16": np.array([-np.inf, np.nan], dtype=np.float16),
+    }
+    inputs = [infer_input(name, array, binary=binary_in) for name, array in sent.items()]
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary_out) for name in sent]
+    result = client.infer("echo", inputs, outputs=outputs)
+    for name, array in sent.items():
+        got = result.as_numpy(name)
+        assert got.dtype == array.dtype and got.shape == array.shape, name
+        np.testing.assert_array_equal(got, array, err_msg=name)  # NaN equals NaN here
+
+
+def test_statistics_extension_read_by_tritonclient(client: triton.InferenceServerClient) -> None:
+    x = infer_input("x", np.ones((1, 3), dtype=np.float32), binary=True)
+    before = client.get_inference_statistics("scaler", "1")["model_stats"][0]
+    for _ in range(3):
+        client.infer("scaler", [x], model_version="1")
+    with pytest.raises(InferenceServerException):
+        client.infer("scaler", [infer_input("x", np.ones((1, 4), dtype=np.float32), binary=True)], model_version="1")
+    stats = client.get_inference_statistics("scaler", "1")["model_stats"]
+    assert [(s["name"], s["version"]) for s in stats] == [("scaler", "1")]
+    after = stats[0]
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 3
+    inference = after["inference_stats"]
+    assert inference["success"]["count"] - before["inference_stats"]["success"]["count"] == 3
+    assert inference["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert after["last_inference"] >= before["last_inference"] and after["last_inference"] > 0
+    assert after["batch_stats"][0]["batch_size"] == 1
+    everything = client.get_inference_statistics()["model_stats"]
+    assert {(s["name"], s["version"]) for s in everything} >= {("scaler", "1"), ("scaler", "2"), ("iris", "")}
+    both_versions = client.get_inference_statistics("scaler")["model_stats"]
+    assert [s["version"] for s in both_versions] == ["1", "2"]
+
+
+def test_statistics_are_summed_over_gunicorn_workers() -> None:
+    with gunicorn("v2_app:app", worker_class="sync", workers=2) as server:
+        x = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+        for _ in range(24):  # a new connection each: the kernel spreads them over both workers
+            response = httpx.post(server.url + "/v2/models/scaler/versions/2/infer", json=x, timeout=30)
+            assert response.status_code == 200
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        try:
+            for _ in range(8):  # whichever worker answers, it reports every worker's totals
+                [stats] = client.get_inference_statistics("scaler", "2")["model_stats"]
+                assert stats["inference_count"] == 24 and stats["execution_count"] == 24
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("binary_out", [True, False], ids=["binary-out", "json-out"])
+def test_bf16_over_the_binary_extension(client: triton.InferenceServerClient, binary_out: bool) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = np.array([[1.5, -2.0, 0.25], [3.0, np.inf, -0.5]], dtype=ml_dtypes.bfloat16)
+    tensor = triton.InferInput("h", list(values.shape), "BF16")
+    tensor.set_data_from_numpy(values, binary_data=True)  # tritonclient sends BF16 only as binary
+    result = client.infer("echo", [tensor], outputs=[triton.InferRequestedOutput("h", binary_data=binary_out)])
+    assert result.get_output("h")["datatype"] == "BF16"
+    np.testing.assert_array_equal(result.as_numpy("h").astype(np.float32), values.astype(np.float32))

@@ -18,8 +18,7 @@ from .api import Request, Response
 from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
-from .observability import Observability, configure_logging
-from .observability._request_ids import new_request_id
+from .observability import Observability, RepeatFilter, configure_logging, fault_key, new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
@@ -123,6 +122,18 @@ def _derive_name(route: str) -> str:
     """The model name for a route registered without one: its path segments joined by ``-``."""
     name = "-".join(segment for segment in route.strip("/").split("/") if segment)
     return re.sub(r"[^A-Za-z0-9._-]", "-", name) or "root"
+
+
+def _check_name(name: Any, version: Any) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
+    if name in v2.RESERVED_NAMES:
+        raise ValueError(
+            f"The model name {name!r} is taken by the Open Inference Protocol's own paths (/v2/models/{name}); "
+            "pass another name=."
+        )
+    if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
+        raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
 
 
 def _check_predictor(predictor: Any) -> None:
@@ -231,6 +242,8 @@ class Mest:
         if not isinstance(self._framework, WebFramework):
             raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._implicit_heads: set[str] = set()
+        self._repeats = RepeatFilter()
         self._pipelines: dict[str, Pipeline] = {}
         self._wsgi: WSGIApplication | None = None
         self._build_lock = threading.Lock()
@@ -239,7 +252,9 @@ class Mest:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
             self._add_endpoint("GET", self.settings.health_ready_path, self._ready)
-        for method, path, handler in v2.server_endpoints(self):
+        metrics = self._observability.metrics
+        self._statistics = metrics.statistics if metrics is not None else None
+        for method, path, handler in v2.server_endpoints(self, self._statistics):
             self._add_endpoint(method, path, handler)
         if self.settings.metrics_path:
             self._add_endpoint("GET", self.settings.metrics_path, self._observability.serve_metrics)
@@ -289,10 +304,7 @@ class Mest:
         if route in self._routes:
             raise ValueError(f"Route {route!r} is already registered; each route serves one handler.")
         name = _derive_name(route) if name is None else name
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
-        if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
-            raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
+        _check_name(name, version)
         for other in self._pipelines.values():
             if (other.config.name, other.config.version) == (name, version):
                 label = name if version is None else f"{name} version {version}"
@@ -323,7 +335,7 @@ class Mest:
 
     def _add_protocol_endpoints(self, pipeline: Pipeline) -> None:
         """The protocol endpoints of a new registration: V2, Triton's generate, OpenAI's (if declared)."""
-        for method, path, handler in v2.model_endpoints(self, pipeline):
+        for method, path, handler in v2.model_endpoints(self, pipeline, self._statistics):
             self._add_endpoint(method, path, handler)
             self._model_of[path] = pipeline
         for method, path, handler in generate.model_endpoints(pipeline, lambda: self.pipelines):
@@ -351,6 +363,10 @@ class Mest:
         methods[method] = wrapped
         if self._wsgi is not None:  # already serving: the adapter learns new routes at once
             self._framework.add_route(method, path, wrapped)
+        if method == "GET" and "HEAD" not in methods:
+            # RFC 9110 §9.3.2: HEAD answers as GET, without the body (probes and load balancers send it).
+            self._implicit_heads.add(path)
+            self._add_endpoint("HEAD", path, handler)
 
     @property
     def pipelines(self) -> list[Pipeline]:
@@ -358,8 +374,15 @@ class Mest:
         return list(self._pipelines.values())
 
     def routes(self) -> list[tuple[str, str]]:
-        """Every ``(method, path)`` the app serves, in registration order."""
-        return [(method, path) for path, methods in self._routes.items() for method in methods]
+        """Every ``(method, path)`` the app serves, in registration order (HEAD, which every GET route
+        answers, is not listed)."""
+        heads = self._implicit_heads
+        return [
+            (method, path)
+            for path, methods in self._routes.items()
+            for method in methods
+            if method != "HEAD" or path not in heads
+        ]
 
     def model_of(self, path: str) -> Pipeline | None:
         """The registered model a path belongs to (its own route or a protocol endpoint), if any."""
@@ -394,13 +417,10 @@ class Mest:
                 early = before(req) if before is not None else None
                 response = render(early if early is not None else handler(req))
             except MestError as error:
-                response = self._error_response(error, req)
+                response = self._error_response(error, req, path)
             except Exception as exc:
-                logger.error(
-                    "unhandled error in %s %s [request_id=%s]", req.method, req.path, req.request_id,
-                    exc_info=exc, extra={"request_id": req.request_id},
-                )
-                response = self._error_response(MestError("Internal server error."), req, logged=True)
+                self._log_fault(logging.ERROR, "unhandled error", req, path, exc, exc_info=exc)
+                response = self._error_response(MestError("Internal server error."), req, path, logged=True)
             except BaseException:  # the worker is being stopped (SystemExit, GreenletExit): no response
                 if observer is not None:
                     observer.abort()
@@ -408,28 +428,47 @@ class Mest:
             if after is not None:
                 after(req, response)
             response.headers.append(("X-Request-ID", req.request_id))
+            if req.method == "HEAD":  # the headers of the GET answer, with its length, and no body
+                response.headers.append(("Content-Length", str(len(response.body))))
+                response.body = b""
             if observer is not None:
                 observer.end(req, response, perf_counter() - started)
             return response
 
         return endpoint
 
-    @staticmethod
-    def _error_response(error: MestError, req: Request, *, logged: bool = False) -> Response:
+    def _error_response(
+        self, error: MestError, req: Request, path: str | None, *, logged: bool = False
+    ) -> Response:
         status = int(error.status)
         if status >= 500 and not logged:
             cause = error.__cause__
+            text = f"{status} {error.message}"
             if cause is not None or status == 500:
-                logger.error(
-                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id, exc_info=cause or error, extra={"request_id": req.request_id},
-                )
+                self._log_fault(logging.ERROR, text, req, path, error, exc_info=cause or error)
             else:
-                logger.warning(
-                    "%d %s in %s %s [request_id=%s]", status, error.message, req.method, req.path,
-                    req.request_id, extra={"request_id": req.request_id},
-                )
+                self._log_fault(logging.WARNING, text, req, path, error)
         return render(Response(error_body(error, req.request_id), status, error.headers))
+
+    def _log_fault(
+        self, level: int, text: str, req: Request, path: str | None, error: BaseException,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """Log a server fault: the first of its kind in full, repeats counted (observability/_repeats.py)."""
+        repeats = self._repeats.check(fault_key(path, error))
+        if repeats is None:
+            return
+        extra = {"request_id": req.request_id}
+        if repeats == 0:
+            logger.log(
+                level, "%s in %s %s [request_id=%s]", text, req.method, req.path, req.request_id,
+                exc_info=exc_info, extra=extra,
+            )
+        else:
+            logger.log(
+                level, "%s in %s %s [request_id=%s]: %d times since it was last logged (not logged each time; "
+                "the metrics count every one)", text, req.method, req.path, req.request_id, repeats, extra=extra,
+            )
 
     def _fallback(self, req: Request) -> Response:
         methods = self._routes.get(req.path)

@@ -29,7 +29,6 @@ __all__ = [
     "RequestLimits",
     "apply_environment",
     "env_name",
-    "from_environment",
     "known_variables",
     "parse",
     "track_explicit_arguments",
@@ -152,21 +151,6 @@ _SCALARS: dict[Any, Callable[[str, str], Any]] = {
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def from_environment(cls: type, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The fields of dataclass ``cls`` that are set in the environment, parsed.
-
-    Raises:
-        ConfigError: A variable's value cannot be parsed.
-    """
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for field, hint in _field_types(cls).items():
-        name = env_name(field)
-        if name in environ:
-            values[field] = parse(environ[name], hint, name)
-    return values
 
 
 def apply_environment(

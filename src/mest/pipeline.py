@@ -51,6 +51,9 @@ class StageObserver(Protocol):
     def rejected(self, reason: str) -> None:
         """A request got no answer from the model: ``timeout`` (504) or ``not_ready`` (503)."""
 
+    def failed(self, stage: str) -> None:
+        """A request failed in ``pre_process`` (its input), ``infer`` or ``post_process`` (called only then)."""
+
     def setup_finished(self, ready: bool) -> None:
         """The predictor's ``setup`` ran in this process."""
 
@@ -333,9 +336,11 @@ class Pipeline:
             processed = self.predictor.pre_process(input_data, req)
         except MestError:
             batcher.withdraw()
+            self._failed("pre_process")
             raise
         except _INPUT_ERRORS as exc:
             batcher.withdraw()
+            self._failed("pre_process")
             raise BadRequest(_describe_input_error(exc)) from exc
         except BaseException:
             batcher.withdraw()
@@ -343,6 +348,10 @@ class Pipeline:
         if self._observer is not None:
             self._observer.stage_finished("pre_process", time.perf_counter() - started)
         return processed
+
+    def _failed(self, stage: str) -> None:
+        if self._observer is not None:
+            self._observer.failed(stage)
 
     def predict(self, input_data: Any, req: Request, *, announced: bool = False) -> Any:
         """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result.
@@ -381,6 +390,11 @@ class Pipeline:
             if observer is not None:
                 observer.rejected("timeout")
             raise
+        except ServiceUnavailable:  # the queue is full: counted by the batcher as a rejection
+            raise
+        except MestError:
+            self._failed("infer")
+            raise
         finally:
             if item.batch_size:
                 req.context["batch_size"] = item.batch_size
@@ -388,8 +402,10 @@ class Pipeline:
         try:
             result = predictor.post_process(prediction, req)
         except MestError:
+            self._failed("post_process")
             raise
         except Exception as exc:
+            self._failed("post_process")
             raise InferenceError("post_process failed.") from exc
         if observer is not None:
             observer.stage_finished("post_process", time.perf_counter() - started)

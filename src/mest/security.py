@@ -117,11 +117,6 @@ class AccessPolicy:
         )
 
     @property
-    def authenticates(self) -> bool:
-        """Whether API keys are required anywhere."""
-        return bool(self._keys)
-
-    @property
     def cors(self) -> bool:
         """Whether CORS is on."""
         return bool(self._origins)

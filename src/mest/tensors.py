@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DATATYPES", "MAX_DIMS", "TensorSpec", "datatype_of", "element_count", "shape_matches"]
+__all__ = [
+    "BF16_HINT",
+    "DATATYPES",
+    "MAX_DIMS",
+    "TensorSpec",
+    "bfloat16",
+    "datatype_of",
+    "dtype_of",
+    "element_count",
+    "shape_matches",
+]
 
 #: Every V2 datatype and the numpy dtype of its elements. Fixed-size types are little-endian, as the binary
 #: tensor data extension lays them out; BYTES elements are Python ``bytes`` held in an ``object`` array.
@@ -40,6 +50,34 @@ DATATYPES: Mapping[str, np.dtype[Any]] = MappingProxyType(
 #: Most dimensions a tensor may have (numpy's own limit is 64).
 MAX_DIMS = 32
 
+#: What to install for BF16 tensors (numpy has no bfloat16; ml_dtypes, which JAX and TensorFlow use, adds it).
+BF16_HINT = "BF16 tensors need ml_dtypes: pip install 'mest[bf16]'"
+
+
+def bfloat16() -> np.dtype[Any] | None:
+    """ml_dtypes' ``bfloat16`` dtype, imported on first use (it takes a third of a second); ``None`` without it."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    dtype: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+    return dtype
+
+
+def dtype_of(datatype: str) -> np.dtype[Any]:
+    """The numpy dtype of a V2 datatype's elements, BF16 included.
+
+    Raises:
+        KeyError: Not a V2 datatype.
+        ImportError: ``BF16`` without ml_dtypes installed (the message says what to install).
+    """
+    if datatype == "BF16":
+        dtype = bfloat16()
+        if dtype is None:
+            raise ImportError(BF16_HINT)
+        return dtype
+    return DATATYPES[datatype]
+
 _BY_KIND_AND_SIZE = {
     (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPES.items() if name not in ("BOOL", "BYTES")
 }
@@ -56,6 +94,8 @@ def datatype_of(dtype: np.dtype[Any]) -> str | None:
         return "BOOL"
     if kind in "OSU":
         return "BYTES"
+    if kind == "V" and dtype.name == "bfloat16":  # ml_dtypes' (told by name: no import needed)
+        return "BF16"
     return _BY_KIND_AND_SIZE.get((kind, dtype.itemsize))
 
 
@@ -77,7 +117,7 @@ class TensorSpec:
         name: The tensor's name: the key of ``input_data`` for an input, the key of the dict ``post_process``
             returns for an output.
         datatype: A V2 datatype: ``BOOL``, ``UINT8`` … ``UINT64``, ``INT8`` … ``INT64``, ``FP16``, ``FP32``,
-            ``FP64`` or ``BYTES`` (case-sensitive, as the protocol says).
+            ``FP64``, ``BF16`` (with ml_dtypes installed) or ``BYTES`` (case-sensitive, as the protocol says).
         shape: The dimensions, ``-1`` for a dimension of any size (typically the batch), e.g. ``[-1, 4]``.
 
     Raises:
@@ -96,10 +136,12 @@ class TensorSpec:
     def __init__(self, name: str, datatype: str, shape: Sequence[int]) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"TensorSpec name must be a non-empty string, got {name!r}")
-        if datatype not in DATATYPES:
+        if datatype not in DATATYPES and datatype != "BF16":
             raise ValueError(
-                f"TensorSpec {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
+                f"TensorSpec {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}, BF16"
             )
+        if datatype == "BF16" and bfloat16() is None:
+            raise ValueError(f"TensorSpec {name!r}: {BF16_HINT}")
         if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
             raise ValueError(f"TensorSpec {name!r}: shape must be a list of integers, got {shape!r}")
         dims = tuple(shape)
@@ -117,7 +159,7 @@ class TensorSpec:
     @property
     def dtype(self) -> np.dtype[Any]:
         """The numpy dtype of this tensor's elements."""
-        return DATATYPES[self.datatype]
+        return dtype_of(self.datatype)
 
     def accepts(self, shape: Sequence[int]) -> bool:
         """Whether a concrete shape fits this declaration."""

@@ -1,4 +1,5 @@
-"""Call a Mest app in-process, without a server: for testing predictors.
+"""Call a Mest app in-process, without a server: for testing predictors (and, with
+:class:`AdapterConformance`, web-framework adapters).
 
 Example:
     >>> from mest.testing import TestClient
@@ -18,10 +19,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from ._conformance import AdapterConformance
 from .api import Headers
 from .codecs import json as json_codec
 
-__all__ = ["Result", "TestClient"]
+__all__ = ["AdapterConformance", "Result", "TestClient"]
 
 
 class Result:

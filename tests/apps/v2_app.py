@@ -108,3 +108,6 @@ def register_models(app, *, broken=False):
 
 
 app = register_models(Mest(max_body_size=MAX_BODY_SIZE), broken=bool(os.environ.get("WITH_BROKEN_SETUP")))
+
+if __name__ == "__main__":
+    app.run()

@@ -94,7 +94,7 @@ class Schema:
                 log gets the field errors).
         """
         if self._model is not None and isinstance(value, self._model):
-            return value.model_dump_json(by_alias=True).encode("utf-8")
+            return self._with_nonfinite(value, value.model_dump_json(by_alias=True).encode("utf-8"))
         try:
             validated = self.adapter.validate_json(json.dumps(value))
         except pydantic.ValidationError as exc:
@@ -103,4 +103,17 @@ class Schema:
             raise InferenceError("post_process returned a response that does not match response_schema.") from cause
         except TypeError as exc:
             raise InferenceError("post_process returned a response that does not match response_schema.") from exc
-        return self.adapter.dump_json(validated, by_alias=True)
+        return self._with_nonfinite(validated, self.adapter.dump_json(validated, by_alias=True))
+
+    def _with_nonfinite(self, value: Any, encoded: bytes) -> bytes:
+        """pydantic writes NaN and infinities as ``null``; Mest writes its tokens (see :mod:`mest.codecs.json`).
+        Checked only when the document has a ``null`` at all."""
+        if b"null" not in encoded:
+            return encoded
+        plain = self.adapter.dump_python(value, by_alias=True)
+        if not json.has_nonfinite(plain):
+            return encoded
+        try:
+            return json.dumps(plain)
+        except TypeError:  # a type only pydantic's JSON mode can write: keep its document
+            return encoded

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import BadRequest, InferenceError
-from ..tensors import DATATYPES, MAX_DIMS, TensorSpec, datatype_of, element_count
+from ..tensors import BF16_HINT, DATATYPES, MAX_DIMS, TensorSpec, datatype_of, dtype_of, element_count
 from . import json
 
 __all__ = [
@@ -40,6 +40,18 @@ _U32 = struct.Struct("<I")
 _MAX_DIM = 2**63 - 1  # each dimension must fit an int64, as the gRPC form of the protocol has it
 _DEFAULT_OUTPUT = "output0"  # the name of a single undeclared output
 _NATIVE = {name: dtype.newbyteorder("=") for name, dtype in DATATYPES.items()}
+_DATATYPE_NAMES = ", ".join([*DATATYPES, "BF16"])
+
+
+def _native(datatype: str) -> np.dtype[Any]:
+    """The native-order dtype of a datatype; BF16 through ml_dtypes (a 400 naming the extra without it)."""
+    dtype = _NATIVE.get(datatype)
+    if dtype is not None:
+        return dtype
+    try:
+        return dtype_of(datatype)
+    except ImportError:
+        raise BadRequest(f"{BF16_HINT} on the server.") from None
 
 
 class RequestedOutput(NamedTuple):
@@ -200,10 +212,10 @@ def _input_header(entry: Any, index: int) -> tuple[str, str, tuple[int, ...], di
         raise BadRequest(f"inputs[{index}] must be an object with a non-empty string 'name'.")
     name: str = entry["name"]
     datatype = entry.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise BadRequest(
-            f"Input {_q(name)}: unknown datatype {_short(datatype)}; use one of {', '.join(DATATYPES)}."
-        )
+    if not isinstance(datatype, str) or (datatype not in DATATYPES and datatype != "BF16"):
+        raise BadRequest(f"Input {_q(name)}: unknown datatype {_short(datatype)}; use one of {_DATATYPE_NAMES}.")
+    if datatype == "BF16":
+        _native(datatype)  # the install hint before anything else
     shape = entry.get("shape")
     if (
         not isinstance(shape, list)
@@ -269,14 +281,14 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     if raw.size != count:
         raise _count_mismatch(name, shape, count, raw.size)
     if count == 0:
-        return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
+        return _reshape(name, np.empty(0, dtype=_native(datatype)), shape)
     return _reshape(name, _cast_numbers(name, datatype, data, raw), shape)
 
 
 def _cast_numbers(name: str, datatype: str, data: Any, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Check JSON values against a numeric datatype, then convert; never wraps around or truncates silently."""
     kind = raw.dtype.kind
-    target = _NATIVE[datatype]
+    target = _native(datatype)
     if datatype == "BOOL":
         if kind != "b":
             raise BadRequest(f"Input {_q(name)}: BOOL data must be true or false.")
@@ -299,7 +311,7 @@ def _cast_python_numbers(name: str, datatype: str, data: Any) -> np.ndarray[Any,
     items = np.array(data, dtype=object).reshape(-1).tolist()
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
         raise BadRequest(f"Input {_q(name)}: {datatype} data must be numbers.")
-    target = _NATIVE[datatype]
+    target = _native(datatype)
     if target.kind in "iu":
         if not all(isinstance(v, int) or v.is_integer() for v in items):  # also rejects NaN and infinity
             raise BadRequest(f"Input {_q(name)}: {datatype} data must be integers.")
@@ -321,7 +333,7 @@ def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryvi
     count = element_count(shape)
     if datatype == "BYTES":
         return _reshape(name, _binary_bytes(name, shape, count, buf), shape)
-    dtype = DATATYPES[datatype]
+    dtype = _native(datatype) if datatype == "BF16" else DATATYPES[datatype]
     needed = count * dtype.itemsize
     if needed != len(buf):
         raise BadRequest(
@@ -334,7 +346,7 @@ def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryvi
             raise BadRequest(f"Input {_q(name)}: BOOL binary data must be bytes of value 0 or 1.")
         array = raw.astype(np.bool_)
     else:
-        array = np.frombuffer(buf, dtype=dtype).astype(_NATIVE[datatype])  # a writable, native-order copy
+        array = np.frombuffer(buf, dtype=dtype).astype(_native(datatype))  # a writable, native-order copy
     return _reshape(name, array, shape)
 
 
@@ -483,7 +495,7 @@ def _conform(name: str, array: np.ndarray[Any, Any], datatype: str, spec: Tensor
         if "BYTES" in (datatype, spec.datatype):
             raise InferenceError(f"Output {_q(name)} is {datatype}, but the model declares {spec.datatype}.")
         try:
-            array = array.astype(_NATIVE[spec.datatype], casting="same_kind")
+            array = array.astype(_native(spec.datatype), casting="same_kind")
         except TypeError as exc:
             raise InferenceError(
                 f"Output {_q(name)} is {datatype}, which cannot be safely sent as the declared {spec.datatype}."
@@ -564,13 +576,16 @@ def _to_json_data(name: str, array: np.ndarray[Any, Any], datatype: str) -> Any:
                 f"Output {_q(name)} holds bytes that are not UTF-8 text: request it as binary data "
                 "(parameters.binary_data: true)."
             ) from exc
+    if datatype == "BF16":  # JSON carries numbers: exactly representable as FP32
+        array = array.astype(np.float32)
     # A flat, C-contiguous array: orjson writes it without a Python list in between.
     return np.ascontiguousarray(array).reshape(-1)
 
 
 def _to_binary(name: str, array: np.ndarray[Any, Any], datatype: str) -> bytes:
     if datatype != "BYTES":
-        return np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes()
+        dtype = array.dtype if datatype == "BF16" else DATATYPES[datatype]
+        return np.ascontiguousarray(array, dtype=dtype).tobytes()
     parts: list[bytes] = []
     for item in array.reshape(-1).tolist():
         if len(item) > 0xFFFFFFFF:

@@ -7,15 +7,28 @@ The app creates one :class:`Observability`; users meet :class:`JsonFormatter` an
 they configure logging themselves.
 """
 
-from ._logging import ACCESS_FIELDS, ACCESS_LOGGER, JsonFormatter, LogFormat, TextFormatter, configure_logging
+from ._logging import (
+    ACCESS_FIELDS,
+    ACCESS_LOGGER,
+    JsonFormatter,
+    LogFormat,
+    TextFormatter,
+    configure_logging,
+    safe_text,
+)
 from ._metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, STAGES, EndpointMetrics, Metrics, ModelMetrics
+from ._multiprocess import MASTER_ENV
 from ._observer import EndpointObserver, Observability
+from ._repeats import RepeatFilter, fault_key
+from ._request_ids import new_request_id
+from ._stderr import StderrHandler
 
 __all__ = [
     "ACCESS_FIELDS",
     "ACCESS_LOGGER",
     "BATCH_SIZE_BUCKETS",
     "LATENCY_BUCKETS",
+    "MASTER_ENV",
     "STAGES",
     "EndpointMetrics",
     "EndpointObserver",
@@ -24,6 +37,11 @@ __all__ = [
     "Metrics",
     "ModelMetrics",
     "Observability",
+    "RepeatFilter",
+    "StderrHandler",
     "TextFormatter",
     "configure_logging",
+    "fault_key",
+    "new_request_id",
+    "safe_text",
 ]

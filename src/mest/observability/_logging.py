@@ -39,7 +39,8 @@ LogFormat = Literal["text", "json"]
 ACCESS_LOGGER = "mest.access"
 #: Attributes an access record carries, in the order :class:`JsonFormatter` writes them.
 ACCESS_FIELDS = ("method", "route", "status", "latency_ms", "model", "batch_size", "request_id", "body")
-_OTHER_FIELDS = ("request_id",)
+# What every LogRecord has: anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _BODY_LIMIT = 1024
@@ -136,28 +137,33 @@ class JsonFormatter(logging.Formatter):
         super().__init__(*args, **kwargs)
         self._seconds = _SecondCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
 
-    def _head(self, created: float, level: str, logger: str, message: str) -> dict[str, Any]:
+    def _head(self, created: float, level: str, logger: str, pid: int | None, message: str) -> dict[str, Any]:
         return {
             "time": f"{self._seconds(created)}.{int(created % 1 * 1000):03d}Z",
             "level": level,
             "logger": logger,
+            "pid": pid,
             "message": message,
         }
 
     def access_line(self, created: float, message: str, fields: dict[str, Any] | None) -> str:
         """What :meth:`format` makes of an access record, from its parts (see :func:`direct_access_sink`)."""
-        out = self._head(created, "INFO", ACCESS_LOGGER, message)
+        out = self._head(created, "INFO", ACCESS_LOGGER, PROCESS.pid, message)
         if fields:
             out.update(fields)
         return orjson.dumps(out, default=repr).decode("utf-8")
 
     def format(self, record: logging.LogRecord) -> str:
-        out = self._head(record.created, record.levelname, record.name, record.getMessage())
-        fields = ACCESS_FIELDS if record.name == ACCESS_LOGGER else _OTHER_FIELDS
+        out = self._head(record.created, record.levelname, record.name, record.process, record.getMessage())
         attributes = record.__dict__
-        for name in fields:
-            if name in attributes:
-                out[name] = attributes[name]
+        if record.name == ACCESS_LOGGER:
+            for name in ACCESS_FIELDS:
+                if name in attributes:
+                    out[name] = attributes[name]
+        else:  # any other line: every field passed as ``extra`` (the start-up line's urls, workers, routes)
+            for name, value in attributes.items():
+                if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
+                    out[name] = value
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:

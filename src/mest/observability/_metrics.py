@@ -7,14 +7,16 @@ look-up. docs/observability.md lists every metric.
 
 from __future__ import annotations
 
-import struct
 import threading
-from bisect import bisect_left
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._process import PROCESS
 from . import _multiprocess
+from ._prometheus_fast import adder_of as _adder_of
+from ._prometheus_fast import observer_of as _observer_of
+from ._prometheus_fast import setter_of as _setter_of
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -28,6 +30,7 @@ __all__ = [
     "EndpointMetrics",
     "Metrics",
     "ModelMetrics",
+    "ModelStatistics",
 ]
 
 #: Seconds: sub-millisecond (a cached or tiny model) to a minute (a large model on a cold start).
@@ -92,6 +95,16 @@ class _Families:
             "mest_streams",
             "Streamed responses ended, by outcome: completed, client_closed (cut by the client), error, time_limit.",
             ["model", "version", "outcome"], registry=registry,
+        )
+        self.failures = Counter(
+            "mest_failures",
+            "Requests whose pre_process (its input), infer or post_process raised.",
+            ["model", "version", "stage"], registry=registry,
+        )
+        self.last_inference = Gauge(
+            "mest_last_inference_timestamp_seconds",
+            "When the model last started a batch (Unix time, the latest over every worker).",
+            ["model", "version"], multiprocess_mode="max", registry=registry,
         )
         self.ready = Gauge(
             "mest_model_ready",
@@ -187,6 +200,8 @@ class ModelMetrics:
         self._queue_depth: Callable[[float], None] = _noop
         self._depth_shown = -1
         self._rejections: dict[str, Callable[[], None]] = {}
+        self._failures: dict[str, Callable[[], None]] = {}
+        self._last_inference: Callable[[float], None] = _noop
         self._families: _Families | None = None
 
     def _bind(self, families: _Families) -> None:
@@ -199,6 +214,8 @@ class ModelMetrics:
         # An unbatched model's batches all have size 1: observing that would cost every request for nothing.
         self._batch_size = _observer_of(families.batch_size.labels(*labels)) if batched else _noop
         self._queue_depth = families.queue_depth.labels(*labels).set
+        self._last_inference = _setter_of(families.last_inference.labels(*labels))
+        self._failures = {}
         self._depth_shown = -1
         self._show_depth(0)
         self._rejections = {}
@@ -230,6 +247,16 @@ class ModelMetrics:
             inc = self._rejections[reason] = self._families.rejections.labels(
                 self.name, self.version, reason
             ).inc
+        inc()
+
+    def failed(self, stage: str) -> None:
+        """A request failed in ``pre_process``, ``infer`` or ``post_process`` (only failures cost anything)."""
+        if not self._bound():
+            return
+        inc = self._failures.get(stage)
+        if inc is None:
+            assert self._families is not None
+            inc = self._failures[stage] = self._families.failures.labels(self.name, self.version, stage).inc
         inc()
 
     def setup_finished(self, ready: bool) -> None:
@@ -266,6 +293,7 @@ class ModelMetrics:
         if self._metrics.pid != PROCESS.pid:
             return
         self._batch_size(size)
+        self._last_inference(time.time())
         observe = self._queue_wait
         for wait in queue_waits:
             observe(wait)
@@ -304,133 +332,6 @@ class _BatchObserver:
 
 def _noop(_: float) -> None:
     return None
-
-
-# The request path calls these instead of the children's public ``observe``/``inc``: the same values change in
-# the same way, without the per-call checks (observability, exemplars) and the bucket loop, which together
-# cost more than the update itself. Falls back to the public methods if prometheus_client's internals differ.
-
-
-#: A value, and where its total lives in this process's file: ``(value, mmap or None, position)``.
-_Slot = tuple[Any, Any, int]
-
-
-def _observer_of(child: Any) -> Callable[[float], None]:
-    """``child.observe`` of a histogram child: a bisect and two value updates, in one call."""
-    try:
-        bounds = list(child._upper_bounds)
-        buckets = list(child._buckets)
-        total = child._sum
-    except AttributeError:
-        observe: Callable[[float], None] = child.observe
-        return observe
-    if len(bounds) != len(buckets) or bounds[-1] != float("inf"):
-        observe = child.observe
-        return observe
-    slots = [_slot(value) for value in (total, *buckets)]
-    if all(slot is not None for slot in slots):
-        return _direct_observer(bounds, slots)  # type: ignore[arg-type]
-    add_to_sum = _value_adder(total)
-    bucket_adders = [_value_adder(bucket) for bucket in buckets]
-
-    def fast_observe(amount: float) -> None:
-        add_to_sum(amount)
-        bucket_adders[bisect_left(bounds, amount)](1)  # the first bucket whose bound is >= amount
-
-    return fast_observe
-
-
-def _direct_observer(bounds: list[float], slots: list[_Slot]) -> Callable[[float], None]:
-    """A histogram's observe in one call: the sum's and one bucket's new totals (written into their file slots
-    in multiprocess mode)."""
-    total, mapping, position = slots[0]
-    buckets = slots[1:]
-    lock = _write_lock
-
-    def observe(amount: float) -> None:
-        bucket, bucket_mapping, bucket_position = buckets[bisect_left(bounds, amount)]
-        with lock:
-            new_total = total._value + amount
-            total._value = new_total
-            if mapping is not None:
-                _pack_double(mapping, position, new_total)
-            count = bucket._value + 1.0
-            bucket._value = count
-            if bucket_mapping is not None:
-                _pack_double(bucket_mapping, bucket_position, count)
-
-    return observe
-
-
-def _adder_of(child: Any) -> Callable[[float], None]:
-    """``child.inc`` of a counter or gauge child (a negative amount decrements a gauge)."""
-    value = getattr(child, "_value", None)
-    if value is None or not hasattr(value, "inc"):
-        inc: Callable[[float], None] = child.inc
-        return inc
-    return _value_adder(value)
-
-
-def _value_adder(value: Any) -> Callable[[float], None]:
-    """``value.inc`` of one of prometheus_client's value objects (a child's, or a histogram's sum or bucket)."""
-    if getattr(value, "_multiprocess", False):
-        return _mmap_adder(value)
-    inc: Callable[[float], None] = value.inc
-    return inc
-
-
-_pack_double = struct.Struct("d").pack_into
-_write_lock = threading.Lock()
-
-
-def _slot(value: Any) -> _Slot | None:
-    """Where a value's total lives: ``(value, None, 0)`` in one process (prometheus_client's ``MutexValue``),
-    its file slot in multiprocess mode; ``None`` if prometheus_client's internals are not the expected ones."""
-    if getattr(value, "_multiprocess", False):
-        return _mmap_slot(value)
-    if isinstance(getattr(value, "_value", None), float) and hasattr(value, "_lock"):
-        return value, None, 0
-    return None
-
-
-def _mmap_slot(value: Any) -> _Slot | None:
-    """``(value, mapping, position)``: where a multiprocess value's total lives in this process's file.
-
-    Found once per process: metrics are bound after a fork, and ``value.get()`` first makes prometheus_client
-    reopen this process's files. A file that grows gets a new mapping while the old one stays valid for the
-    slots it covers. ``None`` if prometheus_client's internals are not the ones this was written against.
-    """
-    try:
-        value.get()
-        file, key = value._file, value._key
-        file.write_value(key, value._value, 0.0)  # allocates the slot if new; timestamp 0 as inc() writes
-        return value, file._m, file._positions[key]
-    except AttributeError:
-        return None
-
-
-def _mmap_adder(value: Any) -> Callable[[float], None]:
-    """``value.inc`` of a multiprocess (mmap-backed) value: the same bytes written to the same file.
-
-    prometheus_client's own ``inc`` costs five Python calls per update (the lock, a pid check that exists to
-    notice forks, the file's key look-up, the packing), and a request makes a dozen updates. This writes the
-    new total into the value's slot directly. One lock (``_write_lock``, shared by every value Mest updates this
-    way, and only by Mest's own series) serializes the updates so threads never lose one.
-    """
-    slot = _mmap_slot(value)
-    if slot is None:
-        inc: Callable[[float], None] = value.inc
-        return inc
-    _, mapping, position = slot
-    lock = _write_lock
-
-    def add(amount: float) -> None:
-        with lock:
-            total = value._value + amount
-            value._value = total
-            _pack_double(mapping, position, total)
-
-    return add
 
 
 class Metrics:
@@ -483,29 +384,94 @@ class Metrics:
             for model in self._models:
                 model._bind(families)
 
-    @property
-    def multiprocess_dir(self) -> str | None:
-        """The shared directory in multiprocess mode (``None`` in single-process mode or before binding)."""
-        return self._directory.path if self._directory is not None else None
-
-    def render(self, accept: str | None) -> tuple[bytes, str]:
-        """The exposition for a scrape: ``(body, content type)`` in the format the ``Accept`` header asks for."""
+    def _merged(self) -> Any:
+        """What a scrape reads: this process's registry, or every worker's files merged (under the lock)."""
         from prometheus_client import CollectorRegistry
-        from prometheus_client.exposition import choose_encoder
 
         if self.pid != PROCESS.pid:
             self.bind()
-        encoder, content_type = choose_encoder(accept or "")
         for model in self._models:
             model.refresh()
         directory = self._directory
         if directory is None:
             assert self._registry is not None
-            return encoder(self._registry), content_type
+            return self._registry
         from prometheus_client.multiprocess import MultiProcessCollector
 
         with _multiprocess.locked(directory):
             _multiprocess.reap_dead(directory)
             registry = CollectorRegistry()
             MultiProcessCollector(registry, directory.path)  # type: ignore[no-untyped-call]
-            return encoder(registry), content_type
+            # Read now, under the lock: the collector reads the files when collected.
+            families = list(registry.collect())
+        return _Collected(families)
+
+    def statistics(self) -> dict[tuple[str, str], ModelStatistics]:
+        """Every model's totals, summed over the workers as ``/metrics`` sums them, keyed by (name, version)."""
+        stats: dict[tuple[str, str], ModelStatistics] = {}
+        for family in self._merged().collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if "model" not in labels or "version" not in labels:
+                    continue
+                key = (labels["model"], labels["version"])
+                entry = stats.get(key)
+                if entry is None:
+                    entry = stats[key] = ModelStatistics()
+                entry.add(sample.name, labels, sample.value)
+        return stats
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition for a scrape: ``(body, content type)`` in the format the ``Accept`` header asks for."""
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._merged()), content_type
+
+
+class _Collected:
+    """Metric families already read, in the shape of a registry (what the exposition encoders take)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
+
+
+class ModelStatistics:
+    """One model version's totals over every worker (what the V2 statistics extension reports).
+
+    Attributes:
+        stages: ``{stage: [count, seconds]}`` of ``mest_stage_duration_seconds`` (``queue_wait``,
+            ``pre_process``, ``infer`` per batch, ``post_process``).
+        rejected: Requests refused before the model answered (``mest_rejections``).
+        failed: Requests whose ``pre_process``, ``infer`` or ``post_process`` raised (``mest_failures``).
+        last_inference: Unix time of the last batch started, or 0.
+        batch_sizes: ``{bucket upper bound: batches}`` of ``mest_batch_size`` (batched models only).
+    """
+
+    __slots__ = ("batch_sizes", "failed", "last_inference", "rejected", "stages")
+
+    def __init__(self) -> None:
+        self.stages: dict[str, list[float]] = {stage: [0.0, 0.0] for stage in STAGES}
+        self.rejected = 0.0
+        self.failed = 0.0
+        self.last_inference = 0.0
+        self.batch_sizes: dict[float, float] = {}
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        """Fold one sample of Mest's families in."""
+        if name == "mest_stage_duration_seconds_count" and labels.get("stage") in self.stages:
+            self.stages[labels["stage"]][0] += value
+        elif name == "mest_stage_duration_seconds_sum" and labels.get("stage") in self.stages:
+            self.stages[labels["stage"]][1] += value
+        elif name == "mest_rejections_total":
+            self.rejected += value
+        elif name == "mest_failures_total":
+            self.failed += value
+        elif name == "mest_last_inference_timestamp_seconds":
+            self.last_inference = max(self.last_inference, value)
+        elif name == "mest_batch_size_bucket" and labels.get("le") not in (None, "+Inf"):
+            bound = float(labels["le"])
+            self.batch_sizes[bound] = self.batch_sizes.get(bound, 0.0) + value

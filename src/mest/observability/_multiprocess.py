@@ -29,12 +29,13 @@ import errno
 import fcntl
 import glob
 import logging
+import operator
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .._process import current_pid
@@ -225,6 +226,8 @@ def reap_dead(directory: MultiprocessDir) -> None:
         try:
             if typ in _SUMMED_TYPES:
                 _archive(filename, os.path.join(directory.path, f"{typ}_{_ARCHIVE}.db"))
+            elif prefix == "gauge_max":  # a maximum (the last inference's time) outlives the worker that set it
+                _archive(filename, os.path.join(directory.path, f"gauge_max_{_ARCHIVE}.db"), combine=max)
             elif prefix.startswith("gauge_live"):
                 os.remove(filename)
         except OSError as exc:
@@ -232,7 +235,7 @@ def reap_dead(directory: MultiprocessDir) -> None:
                 logger.warning("cannot fold the metrics of a finished worker (%s): %s", filename, exc)
 
 
-def _archive(filename: str, archive_path: str) -> None:
+def _archive(filename: str, archive_path: str, combine: Callable[[float, float], float] = operator.add) -> None:
     from prometheus_client.mmap_dict import MmapedDict
 
     # Renamed first, so the file leaves the collector's view before its values enter the archive: a crash in
@@ -245,7 +248,7 @@ def _archive(filename: str, archive_path: str) -> None:
     try:
         for key, value, _timestamp, _pos in entries:
             current, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
-            archive.write_value(key, current + value, 0.0)  # type: ignore[no-untyped-call]
+            archive.write_value(key, combine(current, value), 0.0)  # type: ignore[no-untyped-call]
     finally:
         archive.close()  # type: ignore[no-untyped-call]
     os.remove(merging)

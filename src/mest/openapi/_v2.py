@@ -15,7 +15,7 @@ V2_TAG = "Open Inference Protocol (V2)"
 
 _DATATYPES = [
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
 ]
 _PARAMETERS: dict[str, Any] = {"type": "object", "additionalProperties": True}
 

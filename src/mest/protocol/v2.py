@@ -8,6 +8,8 @@ The app registers what :func:`server_endpoints` and :func:`model_endpoints` retu
     GET  /v2/models/NAME[/versions/VERSION]       model metadata
     GET  /v2/models/NAME[/versions/VERSION]/ready model readiness
     POST /v2/models/NAME[/versions/VERSION]/infer inference
+    GET  /v2/models/stats                         statistics of every model (when metrics are on)
+    GET  /v2/models/NAME[/versions/VERSION]/stats statistics of one model (see ``_v2_statistics``)
 
 A path without a version serves the model's *default version*: the registration without a version if there
 is one; otherwise the highest version when every version is an integer, else the version registered last.
@@ -21,13 +23,12 @@ its own route; the request's ``parameters`` are on ``req.context["parameters"]``
 
 from __future__ import annotations
 
-import functools
 import re
 import zlib
-from collections.abc import Sequence
-from importlib import metadata
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
 from ..api import Request, Response
 from ..codecs import json
 from ..codecs import v2 as codec
@@ -35,6 +36,7 @@ from ..errors import BadRequest, PayloadTooLarge, ServiceUnavailable, Unsupporte
 from ..pipeline import read_body
 from ..tensors import TensorSpec
 from ..webframeworks.base import Handler
+from ._v2_statistics import statistics_document
 
 if TYPE_CHECKING:
     from ..app import Mest
@@ -50,9 +52,14 @@ __all__ = [
 ]
 
 Endpoint = tuple[str, str, Handler]
+#: Every model's totals by ``(name, version or "")`` (:meth:`mest.observability.Metrics.statistics`).
+Statistics = Callable[[], Mapping[tuple[str, str], Any]]
 
-#: The protocol extensions this server supports, as server metadata reports them.
-EXTENSIONS = ("binary_tensor_data",)
+#: The protocol extensions this server supports, as server metadata reports them (``statistics`` only while
+#: metrics are collected).
+EXTENSIONS = ("binary_tensor_data", "statistics")
+#: Model names the protocol's own paths take (``/v2/models/stats``).
+RESERVED_NAMES = frozenset({"stats"})
 
 _PLATFORM = "mest"
 _HEADER_LENGTH = "inference-header-content-length"
@@ -68,14 +75,6 @@ Correct usage:
     class MyPredictor(PredictorBase):
         inputs = [TensorSpec("features", "FP32", [-1, 4])]
         outputs = [TensorSpec("probability", "FP64", [-1, 3])]"""
-
-
-@functools.cache
-def _server_version() -> str:
-    try:
-        return metadata.version("mest")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
 
 
 def declared_tensors(predictor: Any, attribute: str) -> tuple[TensorSpec, ...] | None:
@@ -106,11 +105,12 @@ def declared_tensors(predictor: Any, attribute: str) -> tuple[TensorSpec, ...] |
 # -- server endpoints ----------------------------------------------------------------------------------
 
 
-def server_endpoints(app: Mest) -> list[Endpoint]:
-    """Endpoints that exist once per app (``/v2``, ``/v2/health/*``)."""
+def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[Endpoint]:
+    """Endpoints that exist once per app (``/v2``, ``/v2/health/*``, ``/v2/models/stats`` with statistics)."""
+    extensions = [e for e in EXTENSIONS if e != "statistics" or statistics is not None]
 
     def server_metadata(req: Request) -> Response:
-        return Response({"name": "mest", "version": _server_version(), "extensions": list(EXTENSIONS)})
+        return Response({"name": "mest", "version": __version__, "extensions": extensions})
 
     def live(req: Request) -> Response:
         return Response({"live": True})
@@ -123,11 +123,22 @@ def server_endpoints(app: Mest) -> list[Endpoint]:
         labels = ", ".join(_label(c.name, c.version) for c in not_ready)
         return Response({"ready": False, "error": f"Not ready: the setup of {labels} failed."}, status=400)
 
-    return [
+    def all_statistics(req: Request) -> Response:
+        assert statistics is not None
+        return Response(statistics_document(_registrations(app.pipelines), statistics()))
+
+    endpoints: list[Endpoint] = [
         ("GET", "/v2", server_metadata),
         ("GET", "/v2/health/live", live),
         ("GET", "/v2/health/ready", ready),
     ]
+    if statistics is not None:
+        endpoints.append(("GET", "/v2/models/stats", all_statistics))
+    return endpoints
+
+
+def _registrations(pipelines: Sequence[Pipeline]) -> list[tuple[str, str | None, bool]]:
+    return [(p.config.name, p.config.version, p.config.max_batch_size > 1) for p in pipelines]
 
 
 def _label(name: str, version: str | None) -> str:
@@ -137,8 +148,8 @@ def _label(name: str, version: str | None) -> str:
 # -- model endpoints -----------------------------------------------------------------------------------
 
 
-def model_endpoints(app: Mest, pipeline: Pipeline) -> list[Endpoint]:
-    """Endpoints for one registered model (metadata, ready, infer; with and without version).
+def model_endpoints(app: Mest, pipeline: Pipeline, statistics: Statistics | None = None) -> list[Endpoint]:
+    """Endpoints for one registered model (metadata, ready, infer, stats; with and without version).
 
     The versioned paths serve this registration. The unversioned paths are added with the first registration
     of a model name and serve whichever registration of that name is the default when a request arrives.
@@ -152,9 +163,11 @@ def model_endpoints(app: Mest, pipeline: Pipeline) -> list[Endpoint]:
     name, version = pipeline.config.name, pipeline.config.version
     endpoints: list[Endpoint] = []
     if version is not None:
-        endpoints += _ModelEndpoints(app, name, pinned=pipeline).endpoints(f"/v2/models/{name}/versions/{version}")
+        endpoints += _ModelEndpoints(app, name, statistics, pinned=pipeline).endpoints(
+            f"/v2/models/{name}/versions/{version}"
+        )
     if [p for p in app.pipelines if p.config.name == name] in ([], [pipeline]):
-        endpoints += _ModelEndpoints(app, name).endpoints(f"/v2/models/{name}")
+        endpoints += _ModelEndpoints(app, name, statistics).endpoints(f"/v2/models/{name}")
     return endpoints
 
 
@@ -163,10 +176,11 @@ def unknown_model_message(path: str, pipelines: Sequence[Pipeline]) -> str:
     parts = path[len("/v2/models/"):].split("/")
     name = parts[0][:128]
     versions = [p.config.version for p in pipelines if p.config.name == name]
+    # Triton's own wording: its clients and examples check for this prefix.
     if not versions:
-        return f"Unknown model {name!r}."
+        return f"Request for unknown model: '{name}' is not found"
     if len(parts) >= 2 and parts[1] == "versions" and len(parts) >= 3 and parts[2] not in versions:
-        return f"Unknown version {parts[2][:128]!r} of model {name!r}."
+        return f"Request for unknown model: '{name}' version {parts[2][:128]} is not found"
     return f"No V2 endpoint matches {path[:200]!r}."
 
 
@@ -184,17 +198,29 @@ def default_version(pipelines: Sequence[Pipeline]) -> Pipeline:
 class _ModelEndpoints:
     """The V2 endpoints of one model name, pinned to one registration or following the default version."""
 
-    def __init__(self, app: Mest, name: str, pinned: Pipeline | None = None) -> None:
+    def __init__(
+        self, app: Mest, name: str, statistics: Statistics | None = None, pinned: Pipeline | None = None
+    ) -> None:
         self._app = app
         self._name = name
+        self._statistics = statistics
         self._pinned = pinned
 
     def endpoints(self, base: str) -> list[Endpoint]:
-        return [
+        endpoints: list[Endpoint] = [
             ("GET", base, self.metadata),
             ("GET", f"{base}/ready", self.ready),
             ("POST", f"{base}/infer", self.infer),
         ]
+        if self._statistics is not None:
+            endpoints.append(("GET", f"{base}/stats", self.stats))
+        return endpoints
+
+    def stats(self, req: Request) -> Response:
+        """This version's statistics, or (unversioned path) those of every version of the model."""
+        assert self._statistics is not None
+        registrations = [self._pinned] if self._pinned is not None else self._registrations()
+        return Response(statistics_document(_registrations(registrations), self._statistics()))
 
     def _registrations(self) -> list[Pipeline]:
         return [p for p in self._app.pipelines if p.config.name == self._name]

@@ -7,6 +7,7 @@ hardened for the internet; production runs under gunicorn.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import signal
 import socketserver
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
+from ..observability import new_request_id, safe_text
 
 if TYPE_CHECKING:
     from ..app import Mest
@@ -88,12 +90,43 @@ class _QuietHandler(WSGIRequestHandler):
 
     limits = RequestLimits()
     raw_requestline: bytes
+    # A request line too malformed to carry a version still gets a status line (the stdlib's default, HTTP/0.9,
+    # answers with a bare body).
+    default_request_version = "HTTP/1.0"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the server refuses before the app runs, in Mest's JSON error shape, and the connection closed."""
+        status = HTTPStatus(code)
+        text = safe_text(message or status.phrase, 300)
+        request_id = new_request_id()
+        self.log_error("code %d, message %s [request_id=%s]", code, text, request_id)
+        body = json.dumps(
+            {"error": text, "code": status.phrase.lower().replace(" ", "_"), "status": code, "request_id": request_id}
+        ).encode()
+        self.close_connection = True
+        self.send_response_only(code)  # the standard reason phrase: never the client's bytes
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-ID", request_id)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Nothing: every request already gets Mest's own access line (``mest.access``)."""
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.info("%s - %s", self.address_string(), format % args)
+        # What is left are the server's own complaints (a malformed request line, a header too large), which
+        # quote what the client sent: escaped like Mest's access line, so no client writes raw bytes to the log.
+        logger.warning("%s - %s", self.address_string(), safe_text(format % args, 1024))
 
     def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()
+        if self.headers.get("Content-Type") is None:
+            # wsgiref fills in text/plain for a request without the header (tritonclient sends none); PEP 3333
+            # leaves CONTENT_TYPE out then, as gunicorn and granian do.
+            environ.pop("CONTENT_TYPE", None)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             # Tell the app the input ends by itself (PEP 3333's wsgi.input_terminated, as gunicorn sets it).
             environ["wsgi.input_terminated"] = True

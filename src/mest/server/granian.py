@@ -8,7 +8,7 @@ this is the option for when requests per second per core matter most.
 
 What ``mest serve`` keeps the same on either server: the app check and banner before start, every model's
 ``setup`` in each worker before it serves, metrics summed over the workers (the master's pid names the shared
-directory, see :mod:`mest.observability._multiprocess`), Mest's logging, ``SIGTERM`` to drain and stop,
+directory, see :mod:`mest.observability`), Mest's logging, ``SIGTERM`` to drain and stop,
 ``SIGHUP`` to replace the workers, a worker that dies replaced. What granian does its own way (docs/cli.md):
 no worker timeout (a stuck request is not killed), its own request size limits in place of ``--limit-request-*``,
 and ``--worker-class`` does not apply (the app runs on ``--threads`` threads per worker).
@@ -27,7 +27,7 @@ from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
-from ..observability._multiprocess import MASTER_ENV
+from ..observability import MASTER_ENV
 from .options import ServeOptions, banner, describe_in_subprocess, logging_config
 
 __all__ = ["APP_ENV", "serve"]

@@ -34,7 +34,6 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from .loader import describe_app, load_app
 from .options import (
-    JsonFormatter,
     ServeOptions,
     banner,
     default_workers,
@@ -44,7 +43,6 @@ from .options import (
 
 __all__ = [
     "DrainingThreadWorker",
-    "JsonFormatter",
     "MestGunicorn",
     "ServeOptions",
     "default_workers",

@@ -7,7 +7,6 @@ needs the other installed.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import subprocess
@@ -17,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..observability import LogFormat
 from .loader import AppLoadError
 
 __all__ = [
-    "JsonFormatter",
     "LogFormat",
     "ServeOptions",
     "Server",
@@ -33,12 +32,9 @@ __all__ = [
 
 Server = Literal["gunicorn", "granian"]
 WorkerClass = Literal["gevent", "gthread", "sync"]
-LogFormat = Literal["text", "json"]
 
 _TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
-# LogRecord attributes that are not "extra" fields.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 def default_workers() -> int:
@@ -140,29 +136,10 @@ class ServeOptions:
         return env
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, pid, message, extra fields and the traceback if any."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, _DATE_FORMAT),
-            "level": record.levelname,
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
 def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]:
     """The ``logging.config.dictConfig`` for gunicorn's and Mest's loggers, all to stderr."""
     formatter: dict[str, Any] = (
-        {"()": f"{__name__}.JsonFormatter"}
+        {"()": "mest.observability.JsonFormatter"}
         if log_format == "json"
         else {"()": "mest.observability.TextFormatter", "fmt": _TEXT_FORMAT, "datefmt": _DATE_FORMAT}
     )
@@ -176,7 +153,7 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
             "console": {"class": "logging.StreamHandler", "formatter": "mest", "stream": "ext://sys.stderr"},
             # Mest's own lines (one access line per request) go through its buffered handler: written in
             # batches, warnings and errors at once (docs/observability.md).
-            "mest": {"class": "mest.observability._stderr.StderrHandler", "formatter": "mest"},
+            "mest": {"class": "mest.observability.StderrHandler", "formatter": "mest"},
         },
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {

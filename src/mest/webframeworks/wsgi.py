@@ -123,8 +123,11 @@ def start_wsgi_response(response: Response, start_response: Callable[..., Any]) 
         return response.body  # type: ignore[no-any-return]
     body = response.body
     assert isinstance(body, bytes), "handlers given to adapters return rendered (bytes) bodies"
-    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
-    headers.append(("Content-Length", str(len(body))))
+    if not body and response.get_header("content-length") is not None:
+        headers = response.headers  # an answer to HEAD: the length of the body a GET would get
+    else:
+        headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
     start_response(_status_line(response.status), headers)
     return [body]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._loadgen import LoadResult
+    from ._engine import LoadResult
 
 __all__ = ["INSTALL_HINT", "matplotlib_missing", "write_plot"]
 
