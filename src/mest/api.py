@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl
 
-__all__ = ["BodyIncomplete", "BodyTooLarge", "Headers", "Request", "Response"]
+__all__ = ["BodyIncomplete", "BodyTooLarge", "Headers", "Request", "Response", "StreamingResponse"]
 
 #: Bytes read at a time when a body is discarded (:meth:`Request.finish_body`).
 _DRAIN_CHUNK = 64 * 1024
@@ -294,3 +294,37 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+class StreamingResponse(Response):
+    """A response whose body is sent piece by piece, as it is produced (Server-Sent Events, NDJSON).
+
+    Mest never renders it to one ``bytes`` value: adapters hand :attr:`body` to the WSGI server as the
+    response iterable (no ``Content-Length``), so each piece reaches the client as soon as it is yielded.
+    Why the server must get the object itself: PEP 3333 servers call its ``close()`` when the response ends
+    or the client goes away, which is how a disconnect reaches the producer (a generator's ``finally`` runs).
+
+    Args:
+        body: An iterable of ``bytes`` pieces; if it has a ``close()`` method, the server calls it.
+        status: The HTTP status code.
+        headers: Response headers (``Content-Type`` included; nothing is added for you).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(body, status, headers)
+
+    def close(self) -> None:
+        """Close the body (for a handler that drops the response before any server has it)."""
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()
+
+    def __repr__(self) -> str:
+        return f"<StreamingResponse {self.status}>"

@@ -22,7 +22,7 @@ from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, e
 from .observability import Observability, RepeatFilter, configure_logging, fault_key, new_request_id
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
-from .protocol import v2
+from .protocol import generate, openai, v2
 from .security import AccessPolicy, After, check_api_keys, check_cors_origins, check_public_paths
 from .webframeworks.base import Handler, WebFramework, WSGIApplication
 
@@ -70,6 +70,8 @@ class Settings:
         access_log: One ``mest.access`` log line per request.
         log_bodies: Add the request body (truncated to 1 KiB) to access lines. Off by default: bodies may
             carry personal data.
+        stream_time_limit_s: Longest a streamed response may last, in seconds; a stream still running then
+            ends with an error event (docs/streaming.md). ``None`` (the default): no limit.
 
     Each setting can also come from its ``MEST_<NAME>`` environment variable (docs/cli.md): an explicit
     ``Mest(...)`` argument wins over the variable, which wins over the default.
@@ -89,6 +91,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
     log_bodies: bool = False
+    stream_time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         # Lists are accepted (``Mest(api_keys=[...])``) and stored as tuples, so settings stay immutable.
@@ -109,6 +112,8 @@ class Settings:
             raise ValueError("docs_path needs openapi_path: the docs page shows the OpenAPI document")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if self.stream_time_limit_s is not None and not self.stream_time_limit_s > 0:
+            raise ValueError(f"stream_time_limit_s must be > 0 or None, got {self.stream_time_limit_s!r}")
         if not isinstance(self.title, str) or not self.title:
             raise ValueError(f"title must be a non-empty string, got {self.title!r}")
         for field in ("access_log", "log_bodies"):
@@ -188,6 +193,7 @@ class Mest:
         log_format: See :class:`Settings`.
         access_log: See :class:`Settings`.
         log_bodies: See :class:`Settings`.
+        stream_time_limit_s: See :class:`Settings`.
 
     Every setting not passed here is read from its ``MEST_<NAME>`` environment variable, if set.
 
@@ -222,6 +228,7 @@ class Mest:
         log_format: Literal["text", "json"] = Settings.log_format,
         access_log: bool = Settings.access_log,
         log_bodies: bool = Settings.log_bodies,
+        stream_time_limit_s: float | None = Settings.stream_time_limit_s,
     ) -> None:
         self.settings = Settings(
             max_body_size=max_body_size,
@@ -238,6 +245,7 @@ class Mest:
             log_format=log_format,
             access_log=access_log,
             log_bodies=log_bodies,
+            stream_time_limit_s=stream_time_limit_s,
         )
         self.settings = apply_environment(self.settings, explicit=self._explicit_arguments)
         self._access = AccessPolicy(
@@ -266,6 +274,7 @@ class Mest:
         self._connection = ConnectionControl(self.settings.body_timeout)
         self._build_lock = threading.Lock()
         self._request_hooks: list[Callable[[Request], None]] = []
+        self._openai = openai.OpenAIEndpoints(lambda: self.pipelines)
         if self.settings.health_live_path:
             self._add_endpoint("GET", self.settings.health_live_path, self._live)
         if self.settings.health_ready_path:
@@ -314,6 +323,7 @@ class Mest:
         _check_predictor(predictor)
         v2.declared_tensors(predictor, "inputs")  # a bad declaration must fail before anything is registered
         v2.declared_tensors(predictor, "outputs")
+        openai.declared_kinds(predictor)
         if not isinstance(route, str) or not _ROUTE_RE.fullmatch(route):
             raise ValueError(
                 f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
@@ -342,21 +352,33 @@ class Mest:
             max_batch_delay_ms=float(max_batch_delay_ms),
             max_queue=max_queue,
             timeout_s=timeout_s,
+            stream_time_limit_s=self.settings.stream_time_limit_s,
         )
         pipeline = self._new_pipeline(predictor, config)
         self._pipelines[route] = pipeline
         self._add_endpoint("POST", route, pipeline)
         self._model_of[route] = pipeline
+        self._add_protocol_endpoints(pipeline)
+
+    def _add_protocol_endpoints(self, pipeline: Pipeline) -> None:
+        """The protocol endpoints of a new registration: V2, Triton's generate, OpenAI's (if declared)."""
         for method, path, handler in v2.model_endpoints(self, pipeline, self._statistics):
             self._add_endpoint(method, path, handler)
             self._model_of[path] = pipeline
+        for method, path, handler in generate.model_endpoints(pipeline, lambda: self.pipelines):
+            self._add_endpoint(method, path, handler)
+            self._model_of[path] = pipeline
+        for method, path, handler in self._openai.new_endpoints(pipeline):
+            self._add_endpoint(method, path, handler)
 
     def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
         """The predictor's pipeline, with the metrics observers when metrics are on."""
         metrics = self._observability.model(config.name, config.version)
         if metrics is None:
             return Pipeline(predictor, config)
-        pipeline = Pipeline(predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics)
+        pipeline = Pipeline(
+            predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics, stream_observer=metrics
+        )
         metrics.pipeline = pipeline
         return pipeline
 

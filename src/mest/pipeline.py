@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._process import PROCESS
 from .api import BodyIncomplete, BodyTooLarge, Request, Response
 from .batching import Batcher, BatchObserver
-from .codecs import json
+from .codecs import json, sse
 from .errors import (
     BadRequest,
     GatewayTimeout,
@@ -29,11 +30,12 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .predictors import PredictorBase
+from .streaming import ItemStream, StreamObserver, error_event_for, streaming_response
 
 if TYPE_CHECKING:
     from .codecs.schema import Schema
 
-__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "read_body"]
+__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "is_stream", "read_body"]
 
 logger = logging.getLogger("mest.pipeline")
 
@@ -78,6 +80,14 @@ class HandlerConfig:
     max_batch_delay_ms: float = 5.0
     max_queue: int | None = None
     timeout_s: float | None = None
+    #: Longest a streamed response may last (``Settings.stream_time_limit_s``); ``None``: no limit.
+    stream_time_limit_s: float | None = None
+
+
+def is_stream(result: Any) -> bool:
+    """Whether ``post_process`` returned a stream: an iterator (a generator, typically), never a value that
+    merely is iterable (a list, a dict, a string, an array)."""
+    return isinstance(result, Iterator) and not isinstance(result, (str, bytes, bytearray, dict))
 
 
 def read_body(req: Request) -> bytes:
@@ -122,10 +132,18 @@ class Pipeline:
         *,
         batch_observer: BatchObserver | None = None,
         stage_observer: StageObserver | None = None,
+        stream_observer: StreamObserver | None = None,
     ) -> None:
         self.predictor = predictor
         self.config = config
         self._observer = stage_observer
+        self._stream_observer = stream_observer
+        self.stream_format: sse.StreamFormat | None = getattr(predictor, "stream_format", None)
+        if self.stream_format not in (None, "sse", "ndjson"):
+            raise ValueError(
+                f"{type(predictor).__name__}.stream_format must be 'sse', 'ndjson' or None, "
+                f"got {self.stream_format!r}"
+            )
         self.request_schema = _schema(predictor, "request_schema")
         self.response_schema = _schema(predictor, "response_schema")
         accepted = tuple(t.lower() for t in getattr(predictor, "content_types", ("application/json",)))
@@ -217,15 +235,70 @@ class Pipeline:
     # -- serving -------------------------------------------------------------------------------------
 
     def __call__(self, req: Request) -> Response:
-        """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out."""
+        """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out
+        (streamed, when it is an iterator)."""
+        started = time.perf_counter()
         self._require_ready()
         result = self._predict(self.decode(req), req)
         if isinstance(result, Response):
             return result
+        if is_stream(result):
+            return self.open_stream(result, req, started=started)
         schema = self.response_schema
         if schema is None:
             return Response(result)
         return Response(schema.encode(result), headers=[("Content-Type", json.JSON_CONTENT_TYPE)])
+
+    def open_stream(
+        self,
+        items: Iterator[Any],
+        req: Request,
+        *,
+        started: float,
+        encode: Callable[[Any], bytes] | None = None,
+        content_type: str | None = None,
+        error_event: Callable[[MestError, str], bytes] | None = None,
+        trailer: bytes = b"",
+    ) -> Response:
+        """Send ``items`` as a stream; its first item is produced here, so a failure before it is an
+        ordinary error response.
+
+        Args:
+            items: What ``post_process`` returned.
+            req: The request (its ``Accept`` picks SSE or NDJSON unless the predictor chose).
+            started: ``time.perf_counter()`` when the request arrived.
+            encode: Frames one item (protocols frame their own); default SSE or NDJSON per item.
+            content_type: The stream's ``Content-Type`` (required with ``encode``).
+            error_event: Frames the event that ends a failed stream.
+            trailer: Sent after the last item when the stream completes.
+
+        Raises:
+            MestError: The producer failed before its first item (``InferenceError`` for a non-Mest error).
+        """
+        if encode is None:
+            fmt = sse.choose_format(req.headers.get("accept"), self.stream_format)
+            encode = partial(sse.encode_item, fmt=fmt)
+            content_type = sse.content_type(fmt)
+            error_event = error_event or error_event_for(fmt)
+        assert content_type is not None, "open_stream(encode=...) needs content_type"
+        stream = ItemStream(
+            items,
+            encode,
+            request_id=req.request_id,
+            started=started,
+            time_limit_s=self.config.stream_time_limit_s,
+            error_event=error_event,
+            trailer=trailer,
+            observer=self._stream_observer,
+            label=f"stream of model {self.config.name!r} ({req.method} {req.path})",
+        )
+        try:
+            stream.prime()
+        except MestError:
+            raise
+        except Exception as exc:
+            raise InferenceError("post_process failed.") from exc
+        return streaming_response(stream, content_type)
 
     def _require_ready(self) -> None:
         if not self.ensure_setup():
@@ -258,11 +331,12 @@ class Pipeline:
             return media_type.startswith(pattern[:-1])
         return media_type == pattern or pattern == "*/*"
 
-    def _pre_process(self, input_data: Any, req: Request) -> Any:
+    def _pre_process(self, input_data: Any, req: Request, announced: bool = False) -> Any:
         """``pre_process``, with the batcher told a request is on its way, and input errors made 400."""
         batcher = self.batcher
         started = time.perf_counter()
-        batcher.announce()
+        if not announced:
+            batcher.announce()
         try:
             processed = self.predictor.pre_process(input_data, req)
         except MestError:
@@ -284,18 +358,31 @@ class Pipeline:
         if self._observer is not None:
             self._observer.failed(stage)
 
-    def predict(self, input_data: Any, req: Request) -> Any:
-        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result."""
-        self._require_ready()
-        return self._predict(input_data, req)
+    def predict(self, input_data: Any, req: Request, *, announced: bool = False) -> Any:
+        """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result.
 
-    def _predict(self, input_data: Any, req: Request) -> Any:
+        Args:
+            input_data: What ``pre_process`` receives.
+            req: The request.
+            announced: The caller already called ``batcher.announce()`` for this input. A request with
+                several inputs (OpenAI embeddings) announces them all before submitting any, so the batch
+                being formed waits for all of them instead of leaving with the first.
+        """
+        try:
+            self._require_ready()
+        except MestError:
+            if announced:
+                self.batcher.withdraw()
+            raise
+        return self._predict(input_data, req, announced)
+
+    def _predict(self, input_data: Any, req: Request, announced: bool = False) -> Any:
         timeout = self.config.timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
         predictor = self.predictor
         batcher = self.batcher
         observer = self._observer
-        processed = self._pre_process(input_data, req)
+        processed = self._pre_process(input_data, req, announced)
         if deadline is not None and time.monotonic() >= deadline:
             batcher.withdraw()
             if observer is not None:

@@ -46,6 +46,15 @@ class PredictorBase:
         response_schema: Optional shape of what ``post_process`` returns: the result is validated and
             serialized with it (a mismatch is a 500, logged with the fields at fault). A returned
             :class:`~mest.api.Response` is sent as it is. Published in ``/openapi.json``.
+        stream_format: When ``post_process`` returns an iterator (a generator), its items are streamed as
+            they are produced: ``"sse"`` (Server-Sent Events) or ``"ndjson"`` fixes the format; ``None`` (the
+            default) lets the client's ``Accept`` header choose (NDJSON if it asks for
+            ``application/x-ndjson``, else SSE). See docs/streaming.md.
+        openai_api: OpenAI-compatible routes this predictor serves, by the body's ``model`` (its name):
+            any of ``"chat"`` (``/v1/chat/completions``), ``"completions"`` (``/v1/completions``) and
+            ``"embeddings"`` (``/v1/embeddings``); empty (the default): none. See docs/streaming.md.
+        openai_dimensions: For ``"embeddings"``: the model's vectors may be truncated to the request's
+            ``dimensions`` (and re-normalized), as for Matryoshka-trained models. Default ``False``.
     """
 
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
@@ -54,6 +63,9 @@ class PredictorBase:
     example: Any = None
     request_schema: ClassVar[Any] = None
     response_schema: ClassVar[Any] = None
+    stream_format: ClassVar[str | None] = None
+    openai_api: ClassVar[str | tuple[str, ...]] = ()
+    openai_dimensions: ClassVar[bool] = False
 
     def __init__(self, model: BaseModel | None = None) -> None:
         self.artifacts = model
@@ -84,7 +96,8 @@ class PredictorBase:
         raise NotImplementedError(f"{type(self).__name__}.infer")
 
     def post_process(self, prediction: Any, req: Request) -> Any:
-        """Turn the prediction into the response: a :class:`mest.api.Response`, or anything JSON-serializable."""
+        """Turn the prediction into the response: a :class:`mest.api.Response`, anything JSON-serializable,
+        or an iterator (a generator) whose items are streamed to the client as they come (docs/streaming.md)."""
         return prediction
 
 

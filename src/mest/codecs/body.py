@@ -6,7 +6,7 @@ headers, so a new adapter cannot get serialization wrong.
 
 from __future__ import annotations
 
-from ..api import Response
+from ..api import Response, StreamingResponse
 from . import json
 
 __all__ = ["render"]
@@ -15,9 +15,13 @@ __all__ = ["render"]
 def render(response: Response) -> Response:
     """Return ``response`` with ``body`` as bytes and a ``Content-Type`` header set.
 
+    A :class:`~mest.api.StreamingResponse` is returned untouched: its pieces are already bytes.
+
     Raises:
         TypeError: The body has no JSON form.
     """
+    if isinstance(response, StreamingResponse):  # sent piece by piece by the server, never joined here
+        return response
     body = response.body
     content_type = response.get_header("content-type")
     if isinstance(body, bytes):

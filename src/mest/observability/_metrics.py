@@ -82,6 +82,20 @@ class _Families:
             "Requests refused without an answer from the model: queue_full (503), not_ready (503), timeout (504).",
             ["model", "version", "reason"], registry=registry,
         )
+        self.stream_first_item = Histogram(
+            "mest_stream_time_to_first_item_seconds",
+            "Time from a streamed request's arrival to its first item being ready.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.stream_items = Counter(
+            "mest_stream_items", "Items of streamed responses handed to the server.",
+            ["model", "version"], registry=registry,
+        )
+        self.streams = Counter(
+            "mest_streams",
+            "Streamed responses ended, by outcome: completed, client_closed (cut by the client), error, time_limit.",
+            ["model", "version", "outcome"], registry=registry,
+        )
         self.failures = Counter(
             "mest_failures",
             "Requests whose pre_process (its input), infer or post_process raised.",
@@ -250,6 +264,26 @@ class ModelMetrics:
         if self._bound():
             assert self._families is not None
             self._families.ready.labels(self.name, self.version).set(1 if ready else 0)
+
+    # -- StreamObserver ---------------------------------------------------------------------------------
+
+    def stream_first_item(self, seconds: float) -> None:
+        """A stream's first item was ready ``seconds`` after its request arrived."""
+        if self._bound():
+            assert self._families is not None
+            self._families.stream_first_item.labels(self.name, self.version).observe(seconds)
+
+    def stream_items(self, count: int) -> None:
+        """``count`` items of a stream were handed to the server."""
+        if self._bound():
+            assert self._families is not None
+            self._families.stream_items.labels(self.name, self.version).inc(count)
+
+    def stream_ended(self, outcome: str) -> None:
+        """A stream ended (``completed``, ``client_closed``, ``error`` or ``time_limit``)."""
+        if self._bound():
+            assert self._families is not None
+            self._families.streams.labels(self.name, self.version, outcome).inc()
 
     # -- from the batcher ------------------------------------------------------------------------------
 

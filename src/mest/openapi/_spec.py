@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..api import Request, Response
 from ..codecs import json
 from ._docs import asset_paths
+from ._protocols import OPENAI_TAG, STREAM_CONTENT, protocol_operation
 from ._v2 import SCHEMAS as V2_SCHEMAS
 from ._v2 import V2_TAG, v2_operation
 
@@ -81,6 +82,7 @@ _COMPONENTS: dict[str, Any] = {
 _TAGS = (
     ("models", "The predictors' own routes."),
     (V2_TAG, "The Open Inference Protocol (KServe V2) REST API of every model."),
+    (OPENAI_TAG, "OpenAI-compatible routes of the models that declare openai_api."),
     ("health", "Liveness and readiness probes."),
     ("service", "Metrics and documentation."),
 )
@@ -183,7 +185,7 @@ class _Builder:
                 "200": _ok("The page.", "text/html", {"type": "string"}),
             })
         else:
-            op = self.v2(method, path) or self.generic(method)
+            op = self.v2(method, path) or protocol_operation(method, path, _ERROR) or self.generic(method)
         op["operationId"] = _operation_id(method, path, self.operation_ids)
         self.add_security(op, path)
         return op
@@ -222,6 +224,9 @@ class _Builder:
             else:
                 content[media_type] = {"schema": {"type": "string", "format": "binary"}}
         responses: dict[str, Any] = {"200": _ok("The result of post_process.", _JSON, response)}
+        post_process = getattr(type(predictor), "post_process", None)
+        if getattr(predictor, "stream_format", None) or inspect.isgeneratorfunction(post_process):
+            responses["200"]["content"].update(STREAM_CONTENT)  # a streaming predictor (docs/streaming.md)
         for status, description in _PREDICT_ERRORS.items():
             schema = {"$ref": "#/components/schemas/MestValidationError"} if status == "422" and request else _ERROR
             responses[status] = _error_response(description, schema)

@@ -16,7 +16,8 @@ from ..api import Request, Response
 
 __all__ = ["Handler", "WSGIApplication", "WebFramework"]
 
-#: An endpoint: takes Mest's request, returns Mest's response whose ``body`` is already ``bytes``.
+#: An endpoint: takes Mest's request, returns Mest's response whose ``body`` is already ``bytes`` (or, for a
+#: :class:`~mest.api.StreamingResponse`, an iterable of ``bytes``).
 Handler = Callable[[Request], Response]
 #: PEP 3333 application.
 WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -29,6 +30,11 @@ class WebFramework:
     :meth:`set_fallback` once, then serves through :meth:`wsgi_app` (routes registered later are added as they
     come). An adapter that leaves a method unimplemented can still be constructed and passed to ``Mest``;
     serving with it raises ``NotImplementedError`` naming the method.
+
+    A handler may return a :class:`~mest.api.StreamingResponse` (a streaming predictor's answer): its ``body``
+    is an iterable of ``bytes`` that the adapter must hand to the WSGI server *as it is*, without joining it
+    and without a ``Content-Length``, so each piece is sent when produced and the server calls its
+    ``close()`` at the end or on a disconnect (:func:`mest.webframeworks.wsgi.start_wsgi_response` does it).
 
     Paths are exact (no templates): Mest expands everything it serves into concrete paths, so a dictionary is
     a sufficient router. Build each :class:`~mest.api.Request` with the body left unread (pass ``stream`` and

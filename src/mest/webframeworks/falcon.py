@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 
+from ..api import StreamingResponse
 from .base import Handler, WebFramework, WSGIApplication
 from .wsgi import request_from_environ
 
@@ -18,7 +19,12 @@ __all__ = ["FalconFramework"]
 
 def _write(resp: falcon.Response, response: Any) -> None:
     resp.status = response.status
-    resp.data = response.body
+    if isinstance(response, StreamingResponse):
+        # falcon returns an iterable resp.stream to the WSGI server as the response body, unjoined, and the
+        # server calls its close() at the end or on a disconnect.
+        resp.stream = response.body
+    else:
+        resp.data = response.body
     for name, value in response.headers:
         if name.lower() == "content-type":
             resp.content_type = value

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..api import Headers, Request, Response
+from ..api import Headers, Request, Response, StreamingResponse
 from .base import Handler, WebFramework, WSGIApplication
 
 __all__ = ["EnvironHeaders", "PlainWSGI", "request_from_environ", "start_wsgi_response"]
@@ -111,8 +111,16 @@ def request_from_environ(environ: dict[str, Any], path: str | None = None) -> Re
     )
 
 
-def start_wsgi_response(response: Response, start_response: Callable[..., Any]) -> list[bytes]:
-    """Send a rendered Mest response through WSGI's ``start_response``; return the body iterable."""
+def start_wsgi_response(response: Response, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Send a rendered Mest response through WSGI's ``start_response``; return the body iterable.
+
+    A :class:`~mest.api.StreamingResponse` goes out without ``Content-Length`` and its body is returned as
+    it is, so the server writes each piece as it comes and calls the body's ``close()`` (PEP 3333).
+    """
+    if isinstance(response, StreamingResponse):
+        headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+        start_response(_status_line(response.status), headers)
+        return response.body  # type: ignore[no-any-return]
     body = response.body
     assert isinstance(body, bytes), "handlers given to adapters return rendered (bytes) bodies"
     if not body and response.get_header("content-length") is not None:
