@@ -108,6 +108,8 @@ _ROUTES = [
     ("GET", re.compile(r"/v2"), "server_metadata"),
     ("GET", re.compile(r"/v2/health/live"), "server_live"),
     ("GET", re.compile(r"/v2/health/ready"), "server_ready"),
+    ("GET", re.compile(r"/v2/models/stats"), "all_statistics"),  # before the model paths: "stats" is no model
+    ("GET", re.compile(_MODEL + r"/stats"), "model_statistics"),
     ("GET", re.compile(_MODEL), "model_metadata"),
     ("GET", re.compile(_MODEL + r"/ready"), "model_ready"),
     ("POST", re.compile(_MODEL + r"/infer"), "model_infer"),
@@ -137,7 +139,28 @@ def v2_operation(method: str, path: str) -> tuple[str, dict[str, Any], dict[str,
     return None
 
 
+_STATISTICS = _object(
+    model_stats={
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "version", "inference_count", "execution_count", "inference_stats", "batch_stats"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "last_inference": {"type": "integer"},
+                "inference_count": {"type": "integer"},
+                "execution_count": {"type": "integer"},
+                "inference_stats": {"type": "object"},
+                "batch_stats": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    }
+)
+
 _OPERATIONS: dict[str, Any] = {
+    "all_statistics": lambda _: ("Statistics of every model (the statistics extension)", {"200": _STATISTICS}, None),
+    "model_statistics": lambda label: (f"Statistics of model {label}", {"200": _STATISTICS}, None),
     "server_metadata": lambda _: ("Server metadata", {"200": _ref("V2ServerMetadata")}, None),
     "server_live": lambda _: ("Server liveness", {"200": _object(live={"type": "boolean"})}, None),
     "server_ready": lambda _: (
