@@ -152,11 +152,13 @@ def test_model_control_is_off_by_default(repo: tuple[Path, dict[str, Any]]) -> N
     client = TestClient(app_from_repository(repo[0]))
     assert client.post("/v2/repository/index").status_code == 404
     assert client.post("/v2/repository/models/iris/unload").status_code == 404
+    assert "model_repository" not in client.get("/v2").json()["extensions"]
 
 
 def test_index_unload_and_load(repo: tuple[Path, dict[str, Any]]) -> None:
     root, expected = repo
     client = TestClient(app_from_repository(root, model_control="explicit", access_log=False))
+    assert "model_repository" in client.get("/v2").json()["extensions"]  # listed in the server metadata
     index = client.post("/v2/repository/index").json()
     assert {(m["name"], m["version"], m["state"]) for m in index} == {
         ("iris", "1", "READY"), ("iris", "2", "READY"), ("flowers", "3", "READY"), ("boosted", "1", "READY")}

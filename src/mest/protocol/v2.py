@@ -58,6 +58,7 @@ Statistics = Callable[[], Mapping[tuple[str, str], Any]]
 #: The protocol extensions this server supports, as server metadata reports them (``statistics`` only while
 #: metrics are collected).
 EXTENSIONS = ("binary_tensor_data", "statistics")
+_REPOSITORY_INDEX = "/v2/repository/index"
 #: Model names the protocol's own paths take (``/v2/models/stats``).
 RESERVED_NAMES = frozenset({"stats"})
 
@@ -110,7 +111,9 @@ def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[En
     extensions = [e for e in EXTENSIONS if e != "statistics" or statistics is not None]
 
     def server_metadata(req: Request) -> Response:
-        return Response({"name": "mest", "version": __version__, "extensions": extensions})
+        # The model repository extension is served when a repository with model control registered it.
+        served = [*extensions, *(["model_repository"] if ("POST", _REPOSITORY_INDEX) in app.routes() else [])]
+        return Response({"name": "mest", "version": __version__, "extensions": served})
 
     def live(req: Request) -> Response:
         return Response({"live": True})
