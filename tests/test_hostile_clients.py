@@ -21,6 +21,8 @@ import pytest
 from support import mest_serve
 from support.servers import RunningServer, dev_server, gunicorn
 
+pytestmark = pytest.mark.server
+
 LIMIT = 1024 * 1024  # basic_app's max_body_size
 BIG = 10 * 1024 * 1024  # an early answer's body: more than socket buffers hold, within the drain bound
 BODY_TIMEOUT = "1"  # seconds: short, so a stalled body is answered quickly
@@ -133,10 +135,10 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_stalled_body_gets_408_and_the_connection_closes(server: RunningServer) -> None:
-    if server.kind == "mest-granian":
-        pytest.skip("granian reads bodies in Rust without an idle timeout Mest can set (docs/cli.md)")
-    with socket.create_connection(_address(server), timeout=60) as sock:
+# granian reads bodies in Rust without an idle timeout Mest can set (docs/cli.md): not among these.
+@pytest.mark.parametrize("kind", [kind for kind in SERVERS if kind != "mest-granian"])
+def test_a_stalled_body_gets_408_and_the_connection_closes(kind: str) -> None:
+    with _serve(kind) as server, socket.create_connection(_address(server), timeout=60) as sock:
         sock.sendall(
             b"POST /sum HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{\"features\": ["
@@ -148,11 +150,11 @@ def test_a_stalled_body_gets_408_and_the_connection_closes(server: RunningServer
     _assert_error(408, body, 408)
 
 
-def test_stalled_headers_are_dropped(server: RunningServer) -> None:
+# gunicorn has no request-head timeout (docs/production.md): only these two bound it.
+@pytest.mark.parametrize("kind", ["dev", "mest-granian"])
+def test_stalled_headers_are_dropped(kind: str) -> None:
     """The development server and granian bound the time to send the request head (``--body-timeout``)."""
-    if server.kind not in ("dev", "mest-granian"):
-        pytest.skip("gunicorn has no request-head timeout (docs/production.md)")
-    with socket.create_connection(_address(server), timeout=60) as sock:
+    with _serve(kind) as server, socket.create_connection(_address(server), timeout=60) as sock:
         sock.sendall(b"POST /sum HTTP/1.1\r\nHost: test\r\n")
         answer = _read_until_closed(sock)  # returns once the server closes: within the timeout, not 60 s
     assert b" 200 " not in answer
