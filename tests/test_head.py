@@ -11,30 +11,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.mest_serve import mest_argv, running
-from support.servers import RunningServer, dev_server, gunicorn
+from support.mest_serve import serve_on
+from support.servers import RunningServer
 
 pytestmark = pytest.mark.server
 
 PATHS = ["/health/live", "/health/ready", "/v2/health/live", "/v2", "/metrics", "/openapi.json", "/docs"]
 
 
-@pytest.fixture(scope="module", params=["dev", "sync", "gthread", "gevent", "mest-serve", "granian"])
+@pytest.fixture(scope="module", params=["dev", "sync", "gthread", "gevent", "mest-gevent", "mest-granian"])
 def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    kind = request.param
-    if kind == "dev":
-        with dev_server("core_app.py") as server:
-            yield server
-    elif kind == "mest-serve":
-        with running(mest_argv("core_app:app", "-w", "1")) as server:
-            yield server
-    elif kind == "granian":
+    if request.param == "mest-granian":
         pytest.importorskip("granian")
-        with running(mest_argv("core_app:app", "--server", "granian", "-w", "1")) as server:
-            yield server
-    else:
-        with gunicorn("core_app:app", worker_class=kind) as server:
-            yield server
+    with serve_on(request.param, "core_app") as server:
+        yield server
 
 
 def _connection(server: RunningServer) -> http.client.HTTPConnection:

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from support.mest_serve import mest_argv, running
-from support.servers import RunningServer, dev_server, gunicorn
+from support.mest_serve import serve_on
+from support.servers import RunningServer
 
 openai = pytest.importorskip("openai")
 
@@ -22,20 +22,8 @@ SERVERS = ["dev", "gthread", "mest-gevent", "mest-granian"]
 KEY = "sk-test-0123456789abcdef"
 
 
-@contextlib.contextmanager
-def serve(kind: str, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
-    if kind == "dev":
-        with dev_server("openai_app.py", env=env) as server:
-            yield server
-    elif kind == "gthread":
-        with gunicorn("openai_app:app", worker_class="gthread", env=env) as server:
-            yield server
-    elif kind == "mest-gevent":
-        with running(mest_argv("openai_app:app", "--workers", "1"), env=env) as server:
-            yield server
-    else:
-        with running(mest_argv("openai_app:app", "--server", "granian", "--workers", "1"), env=env) as server:
-            yield server
+def serve(kind: str, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[RunningServer]:
+    return serve_on(kind, "openai_app", env=env)
 
 
 @pytest.fixture(scope="module", params=SERVERS)

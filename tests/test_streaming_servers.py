@@ -16,29 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.mest_serve import mest_argv, running, wait_for
-from support.servers import RunningServer, dev_server, gunicorn
+from support.mest_serve import serve_on, wait_for
+from support.servers import RunningServer
 
 pytestmark = pytest.mark.server
 
 SERVERS = ["dev", "gthread", "mest-gevent", "mest-granian"]
 
 
-@contextlib.contextmanager
-def serve(kind: str, marks: Path) -> Iterator[RunningServer]:
-    env = {"STREAM_MARKS": str(marks)}
-    if kind == "dev":
-        with dev_server("stream_app.py", env=env) as server:
-            yield server
-    elif kind == "gthread":
-        with gunicorn("stream_app:app", worker_class="gthread", env=env) as server:
-            yield server
-    elif kind == "mest-gevent":
-        with running(mest_argv("stream_app:app", "--workers", "1"), env=env) as server:
-            yield server
-    else:
-        with running(mest_argv("stream_app:app", "--server", "granian", "--workers", "1"), env=env) as server:
-            yield server
+def serve(kind: str, marks: Path) -> contextlib.AbstractContextManager[RunningServer]:
+    return serve_on(kind, "stream_app", env={"STREAM_MARKS": str(marks)})
 
 
 @pytest.fixture(scope="module", params=SERVERS)

@@ -21,13 +21,13 @@ from tritonclient.utils import InferenceServerException
 
 import mest
 from apps.v2_app import MyPredictor
-from support.mest_serve import mest_argv, running
-from support.servers import RunningServer, dev_server, gunicorn
+from support.mest_serve import serve_on
+from support.servers import RunningServer, gunicorn
 from test_v2_endpoints import BAD_REQUESTS
 
 pytestmark = pytest.mark.server
 
-SERVERS = ["dev", "sync", "gthread", "gevent", "granian"]
+SERVERS = ["dev", "sync", "gthread", "gevent", "mest-granian"]
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 
 # One array per V2 datatype tritonclient can send from numpy, at the edges of each type's range.
@@ -50,17 +50,11 @@ ARRAYS: dict[str, np.ndarray[Any, Any]] = {
 
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    kind = request.param
-    if kind == "dev":  # app.run(): tritonclient sends no Content-Type, which wsgiref used to call text/plain
-        with dev_server("v2_app.py") as server:
-            yield server
-    elif kind == "granian":
+    # dev is app.run(): tritonclient sends no Content-Type, which wsgiref used to call text/plain.
+    if request.param == "mest-granian":
         pytest.importorskip("granian")
-        with running(mest_argv("v2_app:app", "--server", "granian", "-w", "1")) as server:
-            yield server
-    else:
-        with gunicorn("v2_app:app", worker_class=kind) as server:
-            yield server
+    with serve_on(request.param, "v2_app") as server:
+        yield server
 
 
 @pytest.fixture

@@ -113,3 +113,28 @@ def wait_for(
             output = f"\nserver output:\n{server.output}" if server is not None else ""
             raise AssertionError(f"timed out after {timeout}s waiting for {what}{output}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serve_on(kind: str, module: str, *, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """Serve ``tests/apps/<module>.py``'s ``app`` on one server of ``kind``, one worker, and stop it after.
+
+    Kinds: ``dev`` (``python module.py``, which calls ``app.run()``), ``sync``/``gthread``/``gevent`` (plain
+    gunicorn), ``mest-gevent``/``mest-gthread``/``mest-sync`` (``mest serve -k ...``) and ``mest-granian``
+    (``mest serve --server granian``; needs the granian extra).
+    """
+    from support.servers import dev_server, gunicorn
+
+    if kind == "dev":
+        launch = dev_server(f"{module}.py", env=env)
+    elif kind in ("sync", "gthread", "gevent"):
+        launch = gunicorn(f"{module}:app", worker_class=kind, env=env)
+    elif kind == "mest-granian":
+        launch = running(mest_argv(f"{module}:app", "--server", "granian", "-w", "1"), env=env)
+    elif kind.startswith("mest-"):
+        launch = running(mest_argv(f"{module}:app", "-w", "1", "-k", kind.removeprefix("mest-")), env=env)
+    else:
+        raise ValueError(f"unknown server kind {kind!r}")
+    with launch as server:
+        server.kind = kind
+        yield server
