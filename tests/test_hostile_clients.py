@@ -158,3 +158,33 @@ def test_stalled_headers_are_dropped(kind: str) -> None:
         sock.sendall(b"POST /sum HTTP/1.1\r\nHost: test\r\n")
         answer = _read_until_closed(sock)  # returns once the server closes: within the timeout, not 60 s
     assert b" 200 " not in answer
+
+
+@pytest.mark.parametrize("kind", ["mest-gevent", "mest-gthread"])
+def test_slow_clients_never_starve_mest_serve(kind: str) -> None:
+    """More slow connections than the worker has threads (half stuck in their head, half in their body), and a
+    normal client still gets every answer: gevent's greenlets wait for them, and mest serve's gthread worker
+    reads heads in its event loop (server/_gthread.py) so no thread waits for a slow client."""
+    slow: list[socket.socket] = []
+    with _serve(kind) as server:
+        try:
+            for i in range(24):  # six times the 4 threads of mest serve's gthread worker
+                sock = socket.create_connection(_address(server), timeout=30)
+                slow.append(sock)
+                if i % 2:
+                    sock.sendall(b"POST /sum HTTP/1.1\r\nHost: test\r\nContent-")  # a head that never ends
+                else:
+                    sock.sendall(
+                        b"POST /sum HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{\"feat"  # a body that never ends
+                    )
+            for i in range(20):
+                request = urllib.request.Request(
+                    server.url + "/sum", data=b'{"features": [1, 2]}',
+                    headers={"Content-Type": "application/json"}, method="POST",
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == 200 and json.loads(response.read())["sum"] == 3.0, i
+        finally:
+            for sock in slow:
+                sock.close()

@@ -110,9 +110,13 @@ class _Address:
 
 #: gunicorn's ``worker_class`` for each ``--worker-class``. The draining gthread worker needs the gthread
 #: implementation of recent gunicorn (``set_accept_enabled``); otherwise the stock one is used.
+_BUFFERING_GTHREAD = all(
+    hasattr(ThreadWorker, name) for name in ("set_accept_enabled", "murder_pending", "enqueue_req", "accept")
+)
 _WORKER_CLASSES = {
     "gevent": "gevent",
-    "gthread": f"{__name__}.DrainingThreadWorker" if hasattr(ThreadWorker, "set_accept_enabled") else "gthread",
+    # Request heads read by the event loop (server/_gthread.py); it builds on gunicorn 23+'s gthread internals.
+    "gthread": "mest.server._gthread.BufferingThreadWorker" if _BUFFERING_GTHREAD else "gthread",
     "sync": f"{__name__}.DrainingSyncWorker",
 }
 
