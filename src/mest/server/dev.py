@@ -214,7 +214,7 @@ def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
     lines = [f" * Mest development server on http://{shown_host}:{bound_port} (Ctrl-C to quit)"]
     lines += [f"   {method:<6} {path}" for method, path in app.routes()]
     print("\n".join(lines), file=sys.stderr, flush=True)
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -228,7 +228,13 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_on_sigterm() -> None:
-    """Make SIGTERM (``kill``, container stop) end the server like Ctrl-C does. Only the main thread may."""
+def _stop_on_signals() -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM (``kill``, container stop) end the server. Only the main thread may.
+
+    SIGINT is set explicitly: a process started in the background by a non-interactive shell (``cmd &`` in a
+    script, CI runners) inherits SIGINT as ignored, and Python then leaves it ignored, so Ctrl-C and
+    ``kill -INT`` would do nothing.
+    """
     if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
