@@ -129,7 +129,9 @@ def refused(url: str) -> bool:
     port = int(url.rsplit(":", 1)[1])
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Either way the connection was never accepted: a SYN that reached the listening socket's queue as it
+        # closed is answered with a reset instead of a refusal.
         return True
     return False
 
