@@ -10,21 +10,22 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from time import perf_counter
 from typing import Any, Literal
 
-from . import openapi
-from ._connection import DRAIN_SECONDS, ConnectionControl, drain_limit
+from . import _health, openapi
+from ._connection import ConnectionControl
+from ._hosting import served_elsewhere
+from ._wrap import EndpointWrapper
 from .api import Request, Response
-from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
-from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
-from .observability import Observability, RepeatFilter, configure_logging, fault_key, new_request_id
+from .endpoints import Endpoint, Operation, Responder
+from .errors import MethodNotAllowed, NotFound
+from .observability import Observability, configure_logging, metrics_endpoint
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
-from .security import AccessPolicy, After, check_api_keys, check_cors_origins, check_public_paths
-from .webframeworks.base import Handler, WebFramework, WSGIApplication
+from .security import AccessPolicy, check_api_keys, check_cors_origins, check_public_paths
+from .webframeworks.base import WebFramework, WSGIApplication
 
 __all__ = ["Mest", "Settings"]
 
@@ -32,7 +33,6 @@ logger = logging.getLogger("mest")
 
 _ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 _CORRECT_USAGE = """
 Correct usage:
@@ -121,6 +121,18 @@ class Settings:
                 raise ValueError(f"{field} must be True or False, got {getattr(self, field)!r}")
 
 
+def _predict_operation(pipeline: Pipeline) -> Operation:
+    config = pipeline.config
+    label = config.name if config.version is None else f"{config.name} version {config.version}"
+    request, response = pipeline.request_schema, pipeline.response_schema
+    return openapi.predict_operation(
+        pipeline.predictor,
+        label,
+        request.adapter if request is not None else None,
+        response.adapter if response is not None else None,
+    )
+
+
 def _default_framework() -> WebFramework:
     from .webframeworks.falcon import FalconFramework
 
@@ -159,19 +171,6 @@ def _check_predictor(predictor: Any) -> None:
         )
     if type(predictor).infer is PredictorBase.infer:
         raise TypeError(f"{type(predictor).__name__} must implement infer(self, processed_data).{_CORRECT_USAGE}")
-
-
-def _complete(req: Request, response: Response, after: After | None, drain_bytes: int) -> None:
-    """What every answer gets once its handler is done: the unread body drained (or the connection closed,
-    so an early answer reaches the client), CORS headers, the request id, and no body for HEAD."""
-    if not req.finish_body(drain_bytes, DRAIN_SECONDS):
-        response.headers.append(("Connection", "close"))
-    if after is not None:
-        after(req, response)
-    response.headers.append(("X-Request-ID", req.request_id))
-    if req.method == "HEAD":  # the headers of the GET answer, with its length, and no body
-        response.headers.append(("Content-Length", str(len(response.body))))
-        response.body = b""
 
 
 class Mest:
@@ -255,38 +254,46 @@ class Mest:
             health_paths=(self.settings.health_live_path, self.settings.health_ready_path),
             methods_of=lambda path: self._routes.get(path, {}).keys(),
         )
-        self._model_of: dict[str, Pipeline] = {}
+        self._framework = web_framework if web_framework is not None else _default_framework()
+        if not isinstance(self._framework, WebFramework):
+            raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
+        self._endpoints: list[Endpoint] = []  # registration order; the implicit HEAD of each GET left out
+        self._routes: dict[str, dict[str, Responder]] = {}  # wrapped, by path then method: what adapters get
+        self._model_names: dict[str, str] = {}  # path -> model name, for the observers' labels
+        self._pipelines: dict[str, Pipeline] = {}
+        self._not_found: list[tuple[str, Callable[[str], str]]] = []  # a provider's 404 wording, by prefix
+        self._request_hooks: list[Callable[[Request], None]] = []
         self._observability = Observability(
-            self.model_of,
+            self._model_names.get,
             metrics=self.settings.metrics_path is not None,
             access_log=self.settings.access_log,
             log_format=self.settings.log_format,
             log_bodies=self.settings.log_bodies,
         )
-        self._framework = web_framework if web_framework is not None else _default_framework()
-        if not isinstance(self._framework, WebFramework):
-            raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
-        self._routes: dict[str, dict[str, Handler]] = {}
-        self._implicit_heads: set[str] = set()
-        self._repeats = RepeatFilter()
-        self._pipelines: dict[str, Pipeline] = {}
+        self._wrapper = EndpointWrapper(
+            self.settings.max_body_size, self._access, self._observability, self._request_hooks
+        )
         self._wsgi: WSGIApplication | None = None
         self._connection = ConnectionControl(self.settings.body_timeout)
         self._build_lock = threading.Lock()
-        self._request_hooks: list[Callable[[Request], None]] = []
         self._openai = openai.OpenAIEndpoints(lambda: self.pipelines)
-        if self.settings.health_live_path:
-            self._add_endpoint("GET", self.settings.health_live_path, self._live)
-        if self.settings.health_ready_path:
-            self._add_endpoint("GET", self.settings.health_ready_path, self._ready)
         metrics = self._observability.metrics
         self._statistics = metrics.statistics if metrics is not None else None
-        for method, path, handler in v2.server_endpoints(self, self._statistics):
-            self._add_endpoint(method, path, handler)
-        if self.settings.metrics_path:
-            self._add_endpoint("GET", self.settings.metrics_path, self._observability.serve_metrics)
-        for method, path, handler in openapi.endpoints(self):
-            self._add_endpoint(method, path, handler)
+        self._add_all(self._service_endpoints())
+
+    def _service_endpoints(self) -> list[Endpoint]:
+        """The endpoints of the service itself, as the settings ask: health, V2's server paths, metrics, docs."""
+        settings = self.settings
+        found = _health.endpoints(settings.health_live_path, settings.health_ready_path, lambda: self.pipelines)
+        found += v2.server_endpoints(lambda: self.pipelines, self._serves, self._statistics)
+        self._not_found.append(v2.not_found(lambda: self.pipelines))
+        if settings.metrics_path:
+            found.append(metrics_endpoint(settings.metrics_path, self._observability.serve_metrics))
+        source = openapi.DocumentSource(
+            self.endpoints, title=settings.title, secured=bool(settings.api_keys), is_public=self.is_public
+        )
+        found += openapi.endpoints(source, settings.openapi_path, settings.docs_path)
+        return found
 
     # -- registration ---------------------------------------------------------------------------------
 
@@ -355,21 +362,15 @@ class Mest:
             stream_time_limit_s=self.settings.stream_time_limit_s,
         )
         pipeline = self._new_pipeline(predictor, config)
+        own = Endpoint("POST", route, pipeline, model=name, version=version, operation=_predict_operation(pipeline))
+        pipelines = lambda: self.pipelines  # noqa: E731
+        self._add_all([
+            own,
+            *v2.model_endpoints(pipelines, pipeline, self._statistics),
+            *generate.model_endpoints(pipeline, pipelines),
+            *self._openai.new_endpoints(pipeline),
+        ])
         self._pipelines[route] = pipeline
-        self._add_endpoint("POST", route, pipeline)
-        self._model_of[route] = pipeline
-        self._add_protocol_endpoints(pipeline)
-
-    def _add_protocol_endpoints(self, pipeline: Pipeline) -> None:
-        """The protocol endpoints of a new registration: V2, Triton's generate, OpenAI's (if declared)."""
-        for method, path, handler in v2.model_endpoints(self, pipeline, self._statistics):
-            self._add_endpoint(method, path, handler)
-            self._model_of[path] = pipeline
-        for method, path, handler in generate.model_endpoints(pipeline, lambda: self.pipelines):
-            self._add_endpoint(method, path, handler)
-            self._model_of[path] = pipeline
-        for method, path, handler in self._openai.new_endpoints(pipeline):
-            self._add_endpoint(method, path, handler)
 
     def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
         """The predictor's pipeline, with the metrics observers when metrics are on."""
@@ -382,135 +383,79 @@ class Mest:
         metrics.pipeline = pipeline
         return pipeline
 
-    def add_endpoint(self, method: str, path: str, handler: Handler) -> None:
-        """Serve ``handler`` at ``method path`` with the app's request ids, access control, errors and metrics.
+    def add_endpoint(
+        self, method: str, path: str, responder: Responder, *, operation: Operation | None = None
+    ) -> None:
+        """Serve ``responder`` at ``method path`` with the app's request ids, access control, errors and metrics.
 
         For protocol extensions (such as the model repository's, :mod:`mest.repository`).
+
+        Args:
+            method: The HTTP method.
+            path: The exact path.
+            responder: Answers the request (``Request`` in, ``Response`` out).
+            operation: What the OpenAPI document says about it (generic when ``None``).
 
         Raises:
             ValueError: ``method path`` is already registered.
         """
-        self._add_endpoint(method, path, handler)
+        self._add_all([Endpoint(method.upper(), path, responder, operation=operation)])
 
     def add_request_hook(self, hook: Callable[[Request], None]) -> None:
-        """Call ``hook(req)`` before every request's handler, after access control; it may raise a MestError
-        (answered as usual). Used by the model repository to refuse requests to unloaded models."""
+        """Call ``hook(req)`` before every request to a model's endpoint (its own route and its protocol
+        endpoints), after access control; it may raise a MestError (answered as usual). Used by the model
+        repository to refuse requests to unloaded models."""
         self._request_hooks.append(hook)
 
-    def _add_endpoint(self, method: str, path: str, handler: Handler) -> None:
-        methods = self._routes.setdefault(path, {})
-        if method in methods:
-            raise ValueError(f"{method} {path} is already registered.")
-        wrapped = self._wrap(handler, path, method)
-        methods[method] = wrapped
+    def _add_all(self, endpoints: list[Endpoint]) -> None:
+        """Register endpoints; none of them if one is taken (so a failed registration changes nothing)."""
+        for endpoint in endpoints:
+            if endpoint.method in self._routes.get(endpoint.path, {}):
+                raise ValueError(f"{endpoint.method} {endpoint.path} is already registered.")
+        for endpoint in endpoints:
+            self._endpoints.append(endpoint)
+            if endpoint.model is not None:
+                self._model_names[endpoint.path] = endpoint.model
+            self._route(endpoint.method, endpoint)
+            if endpoint.method == "GET" and "HEAD" not in self._routes[endpoint.path]:
+                # RFC 9110 §9.3.2: HEAD answers as GET, without the body (probes and load balancers send it).
+                self._route("HEAD", endpoint)
+
+    def _route(self, method: str, endpoint: Endpoint) -> None:
+        wrapped = self._wrapper.wrap(endpoint, endpoint.responder)
+        self._routes.setdefault(endpoint.path, {})[method] = wrapped
         if self._wsgi is not None:  # already serving: the adapter learns new routes at once
-            self._framework.add_route(method, path, wrapped)
-        if method == "GET" and "HEAD" not in methods:
-            # RFC 9110 §9.3.2: HEAD answers as GET, without the body (probes and load balancers send it).
-            self._implicit_heads.add(path)
-            self._add_endpoint("HEAD", path, handler)
+            self._framework.add_route(method, endpoint.path, wrapped)
+
+    def _serves(self, method: str, path: str) -> bool:
+        return method in self._routes.get(path, {})
 
     @property
     def pipelines(self) -> list[Pipeline]:
         """The registered predictors' pipelines, in registration order."""
         return list(self._pipelines.values())
 
+    def pipeline(self, name: str, version: str | None = None) -> Pipeline | None:
+        """The registration of model ``name`` at ``version`` (``None``: its default version), if any."""
+        same = [p for p in self._pipelines.values() if p.config.name == name]
+        if version is not None:
+            same = [p for p in same if p.config.version == version]
+        return v2.default_version(same) if same else None
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint the app serves, in registration order (the HEAD of each GET route not listed)."""
+        return list(self._endpoints)
+
     def routes(self) -> list[tuple[str, str]]:
         """Every ``(method, path)`` the app serves, in registration order (HEAD, which every GET route
         answers, is not listed)."""
-        heads = self._implicit_heads
-        return [
-            (method, path)
-            for path, methods in self._routes.items()
-            for method in methods
-            if method != "HEAD" or path not in heads
-        ]
-
-    def model_of(self, path: str) -> Pipeline | None:
-        """The registered model a path belongs to (its own route or a protocol endpoint), if any."""
-        return self._model_of.get(path)
+        return [(endpoint.method, endpoint.path) for endpoint in self._endpoints]
 
     def is_public(self, path: str) -> bool:
         """Whether ``path`` is served without an API key (always, when ``api_keys`` is empty)."""
         return self._access.is_public(path)
 
     # -- request handling -----------------------------------------------------------------------------
-
-    def _wrap(self, handler: Handler, path: str | None = None, method: str | None = None) -> Handler:
-        """Give ``handler`` a request id, the body limit, access control, error translation, a rendered
-        body, metrics and an access-log line. ``path`` and ``method`` are the endpoint's route and method
-        (``None`` for the not-found fallback)."""
-        max_body_size = self.settings.max_body_size
-        drain_bytes = drain_limit(max_body_size)
-        # Decided once here; both are None (nothing runs per request) unless api_keys or cors_origins is set.
-        before = self._access.before(path)
-        after = self._access.after()
-        observer = self._observability.endpoint(method, path)  # None with metrics and access log off
-        hooks = self._request_hooks  # the live list: hooks added later apply too
-
-        def endpoint(req: Request) -> Response:
-            started = perf_counter()
-            if observer is not None:
-                observer.begin()
-            client_id = req.headers.get("x-request-id")
-            req.request_id = (
-                client_id if client_id and _REQUEST_ID_RE.fullmatch(client_id) else new_request_id()
-            )
-            req.max_body_size = max_body_size
-            try:
-                early = before(req) if before is not None else None
-                if early is None:
-                    for hook in hooks:
-                        hook(req)
-                response = render(early if early is not None else handler(req))
-            except MestError as error:
-                response = self._error_response(error, req, path)
-            except Exception as exc:
-                self._log_fault(logging.ERROR, "unhandled error", req, path, exc, exc_info=exc)
-                response = self._error_response(MestError("Internal server error."), req, path, logged=True)
-            except BaseException:  # the worker is being stopped (SystemExit, GreenletExit): no response
-                if observer is not None:
-                    observer.abort()
-                raise
-            _complete(req, response, after, drain_bytes)
-            if observer is not None:
-                observer.end(req, response, perf_counter() - started)
-            return response
-
-        return endpoint
-
-    def _error_response(
-        self, error: MestError, req: Request, path: str | None, *, logged: bool = False
-    ) -> Response:
-        status = int(error.status)
-        if status >= 500 and not logged:
-            cause = error.__cause__
-            text = f"{status} {error.message}"
-            if cause is not None or status == 500:
-                self._log_fault(logging.ERROR, text, req, path, error, exc_info=cause or error)
-            else:
-                self._log_fault(logging.WARNING, text, req, path, error)
-        return render(Response(error_body(error, req.request_id), status, error.headers))
-
-    def _log_fault(
-        self, level: int, text: str, req: Request, path: str | None, error: BaseException,
-        exc_info: BaseException | None = None,
-    ) -> None:
-        """Log a server fault: the first of its kind in full, repeats counted (observability/_repeats.py)."""
-        repeats = self._repeats.check(fault_key(path, error))
-        if repeats is None:
-            return
-        extra = {"request_id": req.request_id}
-        if repeats == 0:
-            logger.log(
-                level, "%s in %s %s [request_id=%s]", text, req.method, req.path, req.request_id,
-                exc_info=exc_info, extra=extra,
-            )
-        else:
-            logger.log(
-                level, "%s in %s %s [request_id=%s]: %d times since it was last logged (not logged each time; "
-                "the metrics count every one)", text, req.method, req.path, req.request_id, repeats, extra=extra,
-            )
 
     def _fallback(self, req: Request) -> Response:
         methods = self._routes.get(req.path)
@@ -520,24 +465,10 @@ class Mest:
                 f"Method {req.method} is not allowed on this route; allowed: {allowed}.",
                 headers={"Allow": allowed},
             )
-        if req.path.startswith("/v2/models/"):
-            raise NotFound(v2.unknown_model_message(req.path, self.pipelines))
+        for prefix, message in self._not_found:
+            if req.path.startswith(prefix):
+                raise NotFound(message(req.path))
         raise NotFound(f"No route matches {req.path[:200]!r}.")
-
-    def _live(self, req: Request) -> Response:
-        return Response({"status": "alive"})
-
-    def _ready(self, req: Request) -> Response:
-        models = {}
-        for pipeline in self._pipelines.values():
-            ok = pipeline.ensure_setup()
-            key = pipeline.config.name if pipeline.config.version is None else (
-                f"{pipeline.config.name}:{pipeline.config.version}"
-            )
-            models[key] = "ready" if ok else "setup failed (see the server log)"
-        if all(state == "ready" for state in models.values()):
-            return Response({"status": "ready", "models": models})
-        raise ServiceUnavailable("Not ready: a model's setup failed.", detail={"models": models})
 
     def setup(self) -> bool:
         """Run every predictor's ``setup`` in this process now (otherwise done before the first request).
@@ -562,7 +493,7 @@ class Mest:
                 for path, methods in self._routes.items():
                     for method, handler in methods.items():
                         framework.add_route(method, path, handler)
-                framework.set_fallback(self._wrap(self._fallback))
+                framework.set_fallback(self._wrapper.wrap(None, self._fallback))
                 self._wsgi = framework.wsgi_app()
             return self._wsgi
 
@@ -581,8 +512,7 @@ class Mest:
         if "gunicorn.arbiter" in sys.modules:
             logger.info("app.run() ignored: this app is being served by gunicorn")
             return
-        loader = sys.modules.get("mest.server.loader")
-        if loader is not None and loader.is_loading():
+        if served_elsewhere():
             logger.info("app.run() ignored: this app is being loaded by the mest command")
             return
         from .server.dev import serve

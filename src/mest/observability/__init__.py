@@ -7,6 +7,7 @@ The app creates one :class:`Observability`; users meet :class:`JsonFormatter` an
 they configure logging themselves.
 """
 
+from ._endpoint import metrics_endpoint
 from ._logging import (
     ACCESS_FIELDS,
     ACCESS_LOGGER,
@@ -42,6 +43,7 @@ __all__ = [
     "TextFormatter",
     "configure_logging",
     "fault_key",
+    "metrics_endpoint",
     "new_request_id",
     "safe_text",
 ]

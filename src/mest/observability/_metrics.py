@@ -135,8 +135,8 @@ class EndpointMetrics:
         assert families is not None, "Metrics.bind() runs before the first request of a process"
         self._children = {}
         if self.route is not None:
-            pipeline = self._metrics.model_of(self.route)
-            self._labels = (pipeline.config.name if pipeline is not None else "", self.route, self.method or "")
+            model = self._metrics.model_of(self.route)
+            self._labels = (model or "", self.route, self.method or "")
             in_flight = families.in_flight.labels(*self._labels)
             self._in_flight_add = _adder_of(in_flight)
             self._observe = _observer_of(families.duration.labels(*self._labels))
@@ -338,10 +338,10 @@ class Metrics:
     """Every metric of one app, bound per process; renders ``/metrics``.
 
     Args:
-        model_of: The app's look-up from a route to its model's pipeline.
+        model_of: The app's look-up from a route to the name of the model it serves.
     """
 
-    def __init__(self, model_of: Callable[[str], Pipeline | None]) -> None:
+    def __init__(self, model_of: Callable[[str], str | None]) -> None:
         self.model_of = model_of
         self._lock = threading.Lock()
         self._models: list[ModelMetrics] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .._process import PROCESS
 from ..api import BodyTooLarge, Request, Response
@@ -20,9 +19,6 @@ from ._logging import (
 )
 from ._metrics import EndpointMetrics, Metrics, ModelMetrics
 
-if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-
 __all__ = ["EndpointObserver", "Observability"]
 
 _INFO = logging.INFO
@@ -35,7 +31,7 @@ class Observability:
     """Metrics and access logs of one app; the app asks it for one observer per endpoint and per model.
 
     Args:
-        model_of: The app's look-up from a route to the pipeline of the model it serves.
+        model_of: The app's look-up from a route to the name of the model it serves.
         metrics: Collect metrics (the app serves them when its ``metrics_path`` is set).
         access_log: Log one line per request to the ``mest.access`` logger.
         log_format: ``"text"`` or ``"json"``, for the handler Mest installs when logging is not configured.
@@ -44,7 +40,7 @@ class Observability:
 
     def __init__(
         self,
-        model_of: Callable[[str], Pipeline | None],
+        model_of: Callable[[str], str | None],
         *,
         metrics: bool = True,
         access_log: bool = True,
@@ -120,8 +116,7 @@ class EndpointObserver:
     def _model_name(self) -> str | None:
         model = self._model
         if model is _UNRESOLVED:
-            pipeline = self._obs.model_of(self.route) if self.route is not None else None
-            model = self._model = pipeline.config.name if pipeline is not None else None
+            model = self._model = self._obs.model_of(self.route) if self.route is not None else None
         return model  # type: ignore[return-value]
 
     def _log(self, req: Request, status: int, seconds: float) -> None:

@@ -1,35 +1,34 @@
-"""``GET /openapi.json`` (OpenAPI 3.1 of every route) and ``GET /docs`` (Swagger UI, bundled, works offline).
+"""``GET /openapi.json`` (OpenAPI 3.1 of every endpoint) and ``GET /docs`` (Swagger UI, bundled, works offline).
 
-See docs/schemas-openapi.md.
+The document is built by walking the app's endpoints, each of which carries its own operation
+(:class:`mest.endpoints.Operation`). See docs/schemas-openapi.md.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ._docs import SWAGGER_UI_VERSION, Handler, asset_paths, docs_endpoints
-from ._spec import OPENAPI_VERSION, OpenAPIEndpoint, build_spec
-
-if TYPE_CHECKING:
-    from ..app import Mest
+from ..endpoints import Endpoint
+from ._docs import SWAGGER_UI_VERSION, asset_paths, docs_endpoints
+from ._operations import OPENAPI_OPERATION, predict_operation
+from ._spec import OPENAPI_VERSION, DocumentSource, OpenAPIEndpoint, build_spec
 
 __all__ = [
     "OPENAPI_VERSION",
     "SWAGGER_UI_VERSION",
+    "DocumentSource",
     "OpenAPIEndpoint",
     "asset_paths",
     "build_spec",
     "docs_endpoints",
     "endpoints",
+    "predict_operation",
 ]
 
 
-def endpoints(app: Mest) -> list[tuple[str, str, Handler]]:
-    """The endpoints the app's settings ask for: the document, and the docs page with its files."""
-    settings = app.settings
-    found: list[tuple[str, str, Handler]] = []
-    if settings.openapi_path:
-        found.append(("GET", settings.openapi_path, OpenAPIEndpoint(app)))
-        if settings.docs_path:
-            found += docs_endpoints(settings.docs_path, settings.openapi_path, settings.title)
+def endpoints(source: DocumentSource, openapi_path: str | None, docs_path: str | None) -> list[Endpoint]:
+    """The endpoints the settings ask for: the document (``None``: none), and the docs page with its files."""
+    found: list[Endpoint] = []
+    if openapi_path:
+        found.append(Endpoint("GET", openapi_path, OpenAPIEndpoint(source), operation=OPENAPI_OPERATION))
+        if docs_path:
+            found += docs_endpoints(docs_path, openapi_path, source.title)
     return found

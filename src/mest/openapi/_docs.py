@@ -11,14 +11,13 @@ import gzip
 import html
 import posixpath
 import zlib
-from collections.abc import Callable
 from importlib import resources
 
 from ..api import Request, Response
+from ..endpoints import Endpoint, Responder
+from ._operations import DOCS_OPERATION
 
-__all__ = ["ASSETS", "SWAGGER_UI_VERSION", "Handler", "asset_paths", "docs_endpoints"]
-
-Handler = Callable[[Request], Response]
+__all__ = ["ASSETS", "SWAGGER_UI_VERSION", "asset_paths", "docs_endpoints"]
 
 SWAGGER_UI_VERSION = "5.35.0"
 #: The files under the docs path: name → (content type, stored gzip-compressed).
@@ -84,7 +83,7 @@ def _plain(name: str) -> bytes:
     return gzip.decompress(_stored(name + ".gz"))
 
 
-def _asset(name: str, content_type: str, compressed: bool) -> Handler:
+def _asset(name: str, content_type: str, compressed: bool) -> Responder:
     def serve(req: Request) -> Response:
         headers = [("Content-Type", content_type), ("Cache-Control", _CACHE), ("X-Content-Type-Options", "nosniff")]
         if not compressed:
@@ -104,8 +103,8 @@ def asset_paths(docs_path: str) -> list[str]:
     return [f"{base}/{name}" for name in ASSETS]
 
 
-def docs_endpoints(docs_path: str, openapi_path: str, title: str) -> list[tuple[str, str, Handler]]:
-    """The page and its files: ``[(method, path, handler)]``."""
+def docs_endpoints(docs_path: str, openapi_path: str, title: str) -> list[Endpoint]:
+    """The page, and its files (left out of the OpenAPI document)."""
     base = docs_path.rstrip("/")
     asset_base = _relative(f"{base}/x", docs_path)[:-1]  # "docs/" for /docs, "" for /
     page = _PAGE.format(
@@ -124,7 +123,7 @@ def docs_endpoints(docs_path: str, openapi_path: str, title: str) -> list[tuple[
     def serve_page(req: Request) -> Response:
         return Response(page, headers=page_headers)
 
-    endpoints: list[tuple[str, str, Handler]] = [("GET", docs_path, serve_page)]
+    endpoints = [Endpoint("GET", docs_path, serve_page, operation=DOCS_OPERATION)]
     for name, (content_type, compressed) in ASSETS.items():
-        endpoints.append(("GET", f"{base}/{name}", _asset(name, content_type, compressed)))
+        endpoints.append(Endpoint("GET", f"{base}/{name}", _asset(name, content_type, compressed), documented=False))
     return endpoints

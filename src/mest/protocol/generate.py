@@ -18,13 +18,13 @@ from typing import Any
 
 from ..api import Request, Response
 from ..codecs import json, sse
+from ..endpoints import Endpoint
 from ..errors import BadRequest, MestError, error_body
 from ..pipeline import Pipeline, is_stream, read_body
-from ..webframeworks.base import Handler
+from ._openapi import generate_operation
 
 __all__ = ["join_items", "model_endpoints"]
 
-Endpoint = tuple[str, str, Handler]
 
 
 def _answer(item: Any, pipeline: Pipeline) -> dict[str, Any]:
@@ -112,17 +112,23 @@ def model_endpoints(pipeline: Pipeline, pipelines: Callable[[], Sequence[Pipelin
     from .v2 import default_version
 
     name, version = pipeline.config.name, pipeline.config.version
-    found: list[tuple[str, _Generate]] = []
+    found: list[tuple[str, str | None, _Generate]] = []
     if version is not None:
-        found.append((f"/v2/models/{name}/versions/{version}", _Generate(lambda: pipeline)))
+        found.append((f"/v2/models/{name}/versions/{version}", version, _Generate(lambda: pipeline)))
     if [p for p in pipelines() if p.config.name == name] in ([], [pipeline]):
 
         def resolve() -> Pipeline:
             return default_version([p for p in pipelines() if p.config.name == name])
 
-        found.append((f"/v2/models/{name}", _Generate(resolve)))
+        found.append((f"/v2/models/{name}", None, _Generate(resolve)))
     endpoints: list[Endpoint] = []
-    for base, handlers in found:
-        endpoints.append(("POST", f"{base}/generate", handlers.generate))
-        endpoints.append(("POST", f"{base}/generate_stream", handlers.generate_stream))
+    for base, pinned, responders in found:
+        label = name if pinned is None else f"{name} version {pinned}"
+        for suffix, responder, streaming in (
+            ("generate", responders.generate, False), ("generate_stream", responders.generate_stream, True)
+        ):
+            endpoints.append(Endpoint(
+                "POST", f"{base}/{suffix}", responder, model=name, version=pinned,
+                operation=generate_operation(label, streaming=streaming),
+            ))
     return endpoints

@@ -27,9 +27,10 @@ import numpy as np
 
 from ..api import Request, Response
 from ..codecs import json, sse
+from ..endpoints import Endpoint, Responder
 from ..errors import BadRequest, MestError, NotFound
 from ..pipeline import Pipeline, is_stream, read_body
-from ..webframeworks.base import Handler
+from ._openapi import openai_operation
 
 __all__ = ["KINDS", "OpenAIEndpoints", "declared_kinds", "error_body"]
 
@@ -44,7 +45,6 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "inval
           413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error"}
 
-Endpoint = tuple[str, str, Handler]
 
 
 def declared_kinds(predictor: Any) -> tuple[str, ...]:
@@ -83,7 +83,7 @@ def _error_response(error: MestError, req: Request) -> Response:
     return Response(error_body(error, req.request_id), status, error.headers)
 
 
-def _openai_errors(handler: Handler) -> Handler:
+def _openai_errors(handler: Responder) -> Responder:
     def endpoint(req: Request) -> Response:
         try:
             return handler(req)
@@ -162,12 +162,14 @@ class OpenAIEndpoints:
         found: list[Endpoint] = []
         if kinds and "models" not in self._served:
             self._served.add("models")
-            found.append(("GET", "/v1/models", _openai_errors(self.models)))
+            found.append(Endpoint("GET", "/v1/models", _openai_errors(self.models),
+                                  operation=openai_operation("GET", "/v1/models")))
         handlers = {"chat": self.chat, "completions": self.completions, "embeddings": self.embeddings}
         for kind in kinds:
             if kind not in self._served:
                 self._served.add(kind)
-                found.append(("POST", _PATHS[kind], _openai_errors(handlers[kind])))
+                found.append(Endpoint("POST", _PATHS[kind], _openai_errors(handlers[kind]),
+                                      operation=openai_operation("POST", _PATHS[kind])))
         return found
 
     # -- models ----------------------------------------------------------------------------------------

@@ -32,14 +32,14 @@ from .._version import __version__
 from ..api import Request, Response
 from ..codecs import json
 from ..codecs import v2 as codec
+from ..endpoints import Endpoint
 from ..errors import BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from ..pipeline import read_body
 from ..tensors import TensorSpec
-from ..webframeworks.base import Handler
+from ._v2_openapi import v2_operation
 from ._v2_statistics import statistics_document
 
 if TYPE_CHECKING:
-    from ..app import Mest
     from ..pipeline import Pipeline
 
 __all__ = [
@@ -47,11 +47,13 @@ __all__ = [
     "declared_tensors",
     "default_version",
     "model_endpoints",
+    "not_found",
     "server_endpoints",
     "unknown_model_message",
 ]
 
-Endpoint = tuple[str, str, Handler]
+#: The registered models' pipelines, in registration order, when asked.
+Pipelines = Callable[[], Sequence["Pipeline"]]
 #: Every model's totals by ``(name, version or "")`` (:meth:`mest.observability.Metrics.statistics`).
 Statistics = Callable[[], Mapping[tuple[str, str], Any]]
 
@@ -106,13 +108,21 @@ def declared_tensors(predictor: Any, attribute: str) -> tuple[TensorSpec, ...] |
 # -- server endpoints ----------------------------------------------------------------------------------
 
 
-def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[Endpoint]:
-    """Endpoints that exist once per app (``/v2``, ``/v2/health/*``, ``/v2/models/stats`` with statistics)."""
+def server_endpoints(
+    pipelines: Pipelines, serves: Callable[[str, str], bool], statistics: Statistics | None = None
+) -> list[Endpoint]:
+    """Endpoints that exist once per app (``/v2``, ``/v2/health/*``, ``/v2/models/stats`` with statistics).
+
+    Args:
+        pipelines: The registered models.
+        serves: Whether the app serves ``(method, path)`` now (the repository extension is listed in the
+            server metadata once its endpoints are registered).
+        statistics: Every model's totals; ``None`` (metrics off) leaves the statistics extension out.
+    """
     extensions = [e for e in EXTENSIONS if e != "statistics" or statistics is not None]
 
     def server_metadata(req: Request) -> Response:
-        # The model repository extension is served when a repository with model control registered it.
-        served = [*extensions, *(["model_repository"] if ("POST", _REPOSITORY_INDEX) in app.routes() else [])]
+        served = [*extensions, *(["model_repository"] if serves("POST", _REPOSITORY_INDEX) else [])]
         return Response({"name": "mest", "version": __version__, "extensions": served})
 
     def live(req: Request) -> Response:
@@ -120,7 +130,7 @@ def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[En
 
     def ready(req: Request) -> Response:
         # The spec: 200 means ready, a 4xx means not ready (Triton answers 400 too).
-        not_ready = [p.config for p in app.pipelines if not p.ensure_setup()]
+        not_ready = [p.config for p in pipelines() if not p.ensure_setup()]
         if not not_ready:
             return Response({"ready": True})
         labels = ", ".join(_label(c.name, c.version) for c in not_ready)
@@ -128,15 +138,15 @@ def server_endpoints(app: Mest, statistics: Statistics | None = None) -> list[En
 
     def all_statistics(req: Request) -> Response:
         assert statistics is not None
-        return Response(statistics_document(_registrations(app.pipelines), statistics()))
+        return Response(statistics_document(_registrations(pipelines()), statistics()))
 
-    endpoints: list[Endpoint] = [
-        ("GET", "/v2", server_metadata),
-        ("GET", "/v2/health/live", live),
-        ("GET", "/v2/health/ready", ready),
+    endpoints = [
+        Endpoint("GET", "/v2", server_metadata, operation=v2_operation("server_metadata")),
+        Endpoint("GET", "/v2/health/live", live, operation=v2_operation("server_live")),
+        Endpoint("GET", "/v2/health/ready", ready, operation=v2_operation("server_ready")),
     ]
     if statistics is not None:
-        endpoints.append(("GET", "/v2/models/stats", all_statistics))
+        endpoints.append(Endpoint("GET", "/v2/models/stats", all_statistics, operation=v2_operation("all_statistics")))
     return endpoints
 
 
@@ -151,7 +161,9 @@ def _label(name: str, version: str | None) -> str:
 # -- model endpoints -----------------------------------------------------------------------------------
 
 
-def model_endpoints(app: Mest, pipeline: Pipeline, statistics: Statistics | None = None) -> list[Endpoint]:
+def model_endpoints(
+    pipelines: Pipelines, pipeline: Pipeline, statistics: Statistics | None = None
+) -> list[Endpoint]:
     """Endpoints for one registered model (metadata, ready, infer, stats; with and without version).
 
     The versioned paths serve this registration. The unversioned paths are added with the first registration
@@ -166,11 +178,11 @@ def model_endpoints(app: Mest, pipeline: Pipeline, statistics: Statistics | None
     name, version = pipeline.config.name, pipeline.config.version
     endpoints: list[Endpoint] = []
     if version is not None:
-        endpoints += _ModelEndpoints(app, name, statistics, pinned=pipeline).endpoints(
-            f"/v2/models/{name}/versions/{version}"
+        endpoints += _ModelEndpoints(pipelines, name, statistics, pinned=pipeline).endpoints(
+            f"/v2/models/{name}/versions/{version}", version
         )
-    if [p for p in app.pipelines if p.config.name == name] in ([], [pipeline]):
-        endpoints += _ModelEndpoints(app, name, statistics).endpoints(f"/v2/models/{name}")
+    if [p for p in pipelines() if p.config.name == name] in ([], [pipeline]):
+        endpoints += _ModelEndpoints(pipelines, name, statistics).endpoints(f"/v2/models/{name}", None)
     return endpoints
 
 
@@ -185,6 +197,11 @@ def unknown_model_message(path: str, pipelines: Sequence[Pipeline]) -> str:
     if len(parts) >= 2 and parts[1] == "versions" and len(parts) >= 3 and parts[2] not in versions:
         return f"Request for unknown model: '{name}' version {parts[2][:128]} is not found"
     return f"No V2 endpoint matches {path[:200]!r}."
+
+
+def not_found(pipelines: Pipelines) -> tuple[str, Callable[[str], str]]:
+    """The app's 404 wording for paths under ``/v2/models/``: which model or version is unknown."""
+    return "/v2/models/", lambda path: unknown_model_message(path, pipelines())
 
 
 def default_version(pipelines: Sequence[Pipeline]) -> Pipeline:
@@ -202,22 +219,25 @@ class _ModelEndpoints:
     """The V2 endpoints of one model name, pinned to one registration or following the default version."""
 
     def __init__(
-        self, app: Mest, name: str, statistics: Statistics | None = None, pinned: Pipeline | None = None
+        self, pipelines: Pipelines, name: str, statistics: Statistics | None = None, pinned: Pipeline | None = None
     ) -> None:
-        self._app = app
+        self._pipelines = pipelines
         self._name = name
         self._statistics = statistics
         self._pinned = pinned
 
-    def endpoints(self, base: str) -> list[Endpoint]:
-        endpoints: list[Endpoint] = [
-            ("GET", base, self.metadata),
-            ("GET", f"{base}/ready", self.ready),
-            ("POST", f"{base}/infer", self.infer),
-        ]
+    def endpoints(self, base: str, version: str | None) -> list[Endpoint]:
+        """The endpoints under ``base``; ``version`` is the pinned registration's (``None``: the default's)."""
+        label = self._name if version is None else f"{self._name} version {version}"
+        kinds = [("GET", "", self.metadata, "model_metadata"), ("GET", "/ready", self.ready, "model_ready"),
+                 ("POST", "/infer", self.infer, "model_infer")]
         if self._statistics is not None:
-            endpoints.append(("GET", f"{base}/stats", self.stats))
-        return endpoints
+            kinds.append(("GET", "/stats", self.stats, "model_statistics"))
+        return [
+            Endpoint(method, base + suffix, responder, model=self._name, version=version,
+                     operation=v2_operation(kind, label))
+            for method, suffix, responder, kind in kinds
+        ]
 
     def stats(self, req: Request) -> Response:
         """This version's statistics, or (unversioned path) those of every version of the model."""
@@ -226,7 +246,7 @@ class _ModelEndpoints:
         return Response(statistics_document(_registrations(registrations), self._statistics()))
 
     def _registrations(self) -> list[Pipeline]:
-        return [p for p in self._app.pipelines if p.config.name == self._name]
+        return [p for p in self._pipelines() if p.config.name == self._name]
 
     def _pipeline(self) -> Pipeline:
         return self._pinned if self._pinned is not None else default_version(self._registrations())

@@ -13,17 +13,15 @@ import signal
 import socketserver
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from ..config import RequestLimits, apply_environment
 from ..observability import new_request_id, safe_text
 
-if TYPE_CHECKING:
-    from ..app import Mest
-
-__all__ = ["DevServer", "serve"]
+__all__ = ["DevServer", "ServedApp", "serve"]
 
 logger = logging.getLogger("mest.devserver")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -194,7 +192,26 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
 
-def serve(app: Mest, host: str = "127.0.0.1", port: int = 5000) -> None:
+class _BodyTimeout(Protocol):
+    @property
+    def body_timeout(self) -> float: ...
+
+
+class ServedApp(Protocol):
+    """What the development server needs of the app it serves (a ``Mest`` app is one; this module never
+    imports it, since the app starts the server)."""
+
+    @property
+    def settings(self) -> _BodyTimeout: ...
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]: ...
+
+    def setup(self) -> bool: ...
+
+    def routes(self) -> list[tuple[str, str]]: ...
+
+
+def serve(app: ServedApp, host: str = "127.0.0.1", port: int = 5000) -> None:
     """Serve ``app`` until Ctrl-C (or SIGTERM), then close the socket and return."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -6,41 +6,21 @@ ends with an unguarded ``app.run()``) loads without starting the development ser
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .._hosting import importing_for_a_server
 
 if TYPE_CHECKING:
     from ..app import Mest
 
-__all__ = ["AppLoadError", "describe_app", "is_loading", "load_app", "split_spec"]
-
-# How many loads are in progress in this process. A process-wide flag on purpose: app.run() in the module
-# being imported has no other way to learn it is being loaded rather than run as a script.
-_loading = 0
-
+__all__ = ["AppLoadError", "describe_app", "load_app", "split_spec"]
 
 class AppLoadError(Exception):
     """The app spec does not name an importable Mest app; the message says what to fix."""
-
-
-def is_loading() -> bool:
-    """Whether a :func:`load_app` is importing a module right now (``app.run()`` is then a no-op)."""
-    return _loading > 0
-
-
-@contextlib.contextmanager
-def _loading_app() -> Iterator[None]:
-    global _loading
-    _loading += 1
-    try:
-        yield
-    finally:
-        _loading -= 1
 
 
 def split_spec(spec: str) -> tuple[str, str, Path | None]:
@@ -86,7 +66,7 @@ def load_app(spec: str) -> Mest:
     search = str(directory) if directory is not None else os.getcwd()
     if search not in sys.path:
         sys.path.insert(0, search)
-    with _loading_app():
+    with importing_for_a_server():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -116,9 +96,10 @@ def describe_app(app: Mest) -> dict[str, Any]:
     What ``mest routes`` prints and ``mest serve`` shows on start-up. Never contains an API key.
     """
     routes = []
-    for method, path in app.routes():
-        entry: dict[str, Any] = {"method": method, "path": path, "public": app.is_public(path)}
-        pipeline = app.model_of(path)
+    for endpoint in app.endpoints():
+        path = endpoint.path
+        entry: dict[str, Any] = {"method": endpoint.method, "path": path, "public": app.is_public(path)}
+        pipeline = app.pipeline(endpoint.model, endpoint.version) if endpoint.model is not None else None
         if pipeline is not None:
             config = pipeline.config
             entry["model"] = {

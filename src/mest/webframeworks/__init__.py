@@ -1,5 +1,5 @@
 """Web-framework adapters. ``WebFramework`` is the interface; falcon is the default implementation."""
 
-from .base import Handler, WebFramework, WSGIApplication
+from .base import Responder, WebFramework, WSGIApplication
 
-__all__ = ["Handler", "WSGIApplication", "WebFramework"]
+__all__ = ["Responder", "WSGIApplication", "WebFramework"]

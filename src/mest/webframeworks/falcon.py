@@ -11,7 +11,7 @@ from typing import Any
 import falcon
 
 from ..api import StreamingResponse
-from .base import Handler, WebFramework, WSGIApplication
+from .base import Responder, WebFramework, WSGIApplication
 from .wsgi import request_from_environ
 
 __all__ = ["FalconFramework"]
@@ -35,8 +35,8 @@ def _write(resp: falcon.Response, response: Any) -> None:
 class _Resource:
     """One falcon resource per path; every supported method dispatches by Mest's own method table."""
 
-    def __init__(self, fallback: Handler) -> None:
-        self.handlers: dict[str, Handler] = {}
+    def __init__(self, fallback: Responder) -> None:
+        self.handlers: dict[str, Responder] = {}
         self.fallback = fallback
 
     def dispatch(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -58,9 +58,9 @@ class FalconFramework(WebFramework):
         self.app = app if app is not None else falcon.App(media_type=falcon.MEDIA_JSON)
         self.app.req_options.strip_url_path_trailing_slash = False
         self._resources: dict[str, _Resource] = {}
-        self._fallback: Handler | None = None
+        self._fallback: Responder | None = None
 
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
+    def add_route(self, method: str, path: str, handler: Responder) -> None:
         resource = self._resources.get(path)
         if resource is None:
             resource = self._resources[path] = _Resource(self._fallback_handler)
@@ -71,7 +71,7 @@ class FalconFramework(WebFramework):
         assert self._fallback is not None, "set_fallback() must be called before serving"
         return self._fallback(request)
 
-    def set_fallback(self, handler: Handler) -> None:
+    def set_fallback(self, handler: Responder) -> None:
         self._fallback = handler
 
         def sink(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:

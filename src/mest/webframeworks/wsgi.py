@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..api import Headers, Request, Response, StreamingResponse
-from .base import Handler, WebFramework, WSGIApplication
+from .base import Responder, WebFramework, WSGIApplication
 
 __all__ = ["EnvironHeaders", "PlainWSGI", "request_from_environ", "start_wsgi_response"]
 
@@ -136,13 +136,13 @@ class PlainWSGI(WebFramework):
     """Routes by exact (method, path) with a dictionary; no third-party code at all."""
 
     def __init__(self) -> None:
-        self._routes: dict[tuple[str, str], Handler] = {}
-        self._fallback: Handler | None = None
+        self._routes: dict[tuple[str, str], Responder] = {}
+        self._fallback: Responder | None = None
 
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
+    def add_route(self, method: str, path: str, handler: Responder) -> None:
         self._routes[(method.upper(), path)] = handler
 
-    def set_fallback(self, handler: Handler) -> None:
+    def set_fallback(self, handler: Responder) -> None:
         self._fallback = handler
 
     def wsgi_app(self) -> WSGIApplication:

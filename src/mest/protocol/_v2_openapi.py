@@ -1,4 +1,4 @@
-"""OpenAPI operations for the Open Inference Protocol (V2) paths, from the protocol's REST specification.
+"""The OpenAPI operations of the Open Inference Protocol (V2) endpoints, from the protocol's REST specification.
 
 Generic over models: a V2 request's tensors are described by the protocol's own types (model-specific
 shapes are what ``GET /v2/models/NAME`` reports at run time).
@@ -6,12 +6,14 @@ shapes are what ``GET /v2/models/NAME`` reports at run time).
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from ..endpoints import MODEL_ERRORS, Operation
 
 __all__ = ["SCHEMAS", "V2_TAG", "v2_operation"]
 
 V2_TAG = "Open Inference Protocol (V2)"
+_JSON = "application/json"
 
 _DATATYPES = [
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -103,40 +105,12 @@ SCHEMAS: dict[str, Any] = {
     "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
 }
 
-_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-_ROUTES = [
-    ("GET", re.compile(r"/v2"), "server_metadata"),
-    ("GET", re.compile(r"/v2/health/live"), "server_live"),
-    ("GET", re.compile(r"/v2/health/ready"), "server_ready"),
-    ("GET", re.compile(r"/v2/models/stats"), "all_statistics"),  # before the model paths: "stats" is no model
-    ("GET", re.compile(_MODEL + r"/stats"), "model_statistics"),
-    ("GET", re.compile(_MODEL), "model_metadata"),
-    ("GET", re.compile(_MODEL + r"/ready"), "model_ready"),
-    ("POST", re.compile(_MODEL + r"/infer"), "model_infer"),
-]
-
-
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _object(**properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
-
-
-def v2_operation(method: str, path: str) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
-    """``(summary, {status: schema}, request schema)`` for a V2 path, or ``None`` if it is not one."""
-    for route_method, pattern, kind in _ROUTES:
-        found = pattern.fullmatch(path)
-        if route_method != method or found is None:
-            continue
-        groups = found.groupdict()
-        label = groups.get("model") or ""
-        if groups.get("version"):
-            label += f" version {groups['version']}"
-        operation: tuple[str, dict[str, Any], dict[str, Any] | None] = _OPERATIONS[kind](label)
-        return operation
-    return None
 
 
 _STATISTICS = _object(
@@ -192,3 +166,20 @@ _OPERATIONS: dict[str, Any] = {
         _ref("V2InferenceRequest"),
     ),
 }
+
+
+def v2_operation(kind: str, label: str = "") -> Operation:
+    """The operation of a V2 endpoint: ``kind`` is one of the keys of ``_OPERATIONS``, ``label`` names the
+    model (and version) for a model's endpoint."""
+    summary, bodies, request = _OPERATIONS[kind](label)
+    responses = {
+        status: {"description": "OK." if status == "200" else "Not ready.", "content": {_JSON: {"schema": schema}}}
+        for status, schema in bodies.items()
+    }
+    if request is None:
+        return Operation(tag=V2_TAG, summary=summary, responses=responses, components=SCHEMAS)
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content = {_JSON: {"schema": request}, "application/octet-stream": binary}
+    return Operation(
+        tag=V2_TAG, summary=summary, responses=responses, request=content, errors=MODEL_ERRORS, components=SCHEMAS
+    )

@@ -3,19 +3,16 @@ routes (:mod:`mest.protocol.generate`, :mod:`mest.protocol.openai`)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from ._v2 import V2_TAG
+from ..endpoints import STREAM_CONTENT, Operation
+from ._v2_openapi import V2_TAG
 
-__all__ = ["OPENAI_TAG", "STREAM_CONTENT", "protocol_operation"]
+__all__ = ["OPENAI_TAG", "generate_operation", "openai_operation"]
 
 OPENAI_TAG = "openai"
 _JSON = "application/json"
 _SSE = "text/event-stream"
-_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-_GENERATE = re.compile(_MODEL + r"/(?P<kind>generate|generate_stream)")
-_REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 _OPENAI_ERROR = {
     "type": "object",
     "required": ["error"],
@@ -23,11 +20,6 @@ _OPENAI_ERROR = {
         "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
         "code": {"type": ["string", "null"]}, "request_id": {"type": "string"},
     }}},
-}
-#: The 200 content of a stream: SSE, or NDJSON when the client asks for it.
-STREAM_CONTENT = {
-    _SSE: {"schema": {"type": "string", "description": "One `data:` event per item."}},
-    "application/x-ndjson": {"schema": {"type": "string", "description": "One JSON document per line."}},
 }
 _GENERATE_REQUEST = {
     "type": "object",
@@ -64,44 +56,27 @@ _OPENAI: dict[tuple[str, str], tuple[str, dict[str, Any] | None, bool]] = {
 }
 
 
-def _ok(content: dict[str, Any]) -> dict[str, Any]:
-    return {"description": "OK.", "headers": _REQUEST_ID, "content": content}
+def generate_operation(label: str, *, streaming: bool) -> Operation:
+    """The operation of a model's ``generate`` (or ``generate_stream``) endpoint."""
+    answer = {_SSE: STREAM_CONTENT[_SSE]} if streaming else {_JSON: {"schema": _GENERATE_RESPONSE}}
+    return Operation(
+        tag=V2_TAG,
+        summary=f"{'Stream generated' if streaming else 'Generate'} output of model {label} (Triton generate)",
+        request={_JSON: {"schema": _GENERATE_REQUEST}},
+        responses={"200": {"description": "OK.", "content": answer}},
+    )
 
 
-def _error(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": "Error.", "headers": _REQUEST_ID, "content": {_JSON: {"schema": schema}}}
-
-
-def protocol_operation(method: str, path: str, error: dict[str, Any]) -> dict[str, Any] | None:
-    """The operation of a generate or OpenAI route, or ``None`` if ``path`` is neither.
-
-    Args:
-        method: The HTTP method.
-        path: The concrete path.
-        error: The schema of Mest's own error body (what generate routes answer on errors).
-    """
-    found = _GENERATE.fullmatch(path)
-    if found is not None and method == "POST":
-        label = found["model"] + (f" version {found['version']}" if found["version"] else "")
-        streaming = found["kind"] == "generate_stream"
-        answer = {_SSE: STREAM_CONTENT[_SSE]} if streaming else {_JSON: {"schema": _GENERATE_RESPONSE}}
-        return {
-            "tags": [V2_TAG],
-            "summary": f"{'Stream generated' if streaming else 'Generate'} output of model {label} (Triton generate)",
-            "requestBody": {"required": True, "content": {_JSON: {"schema": _GENERATE_REQUEST}}},
-            "responses": {"200": _ok(answer), "default": _error(error)},
-        }
-    entry = _OPENAI.get((method, path))
-    if entry is None:
-        return None
-    summary, request, streams = entry
+def openai_operation(method: str, path: str) -> Operation:
+    """The operation of one of the OpenAI-compatible routes (``GET /v1/models``, ``POST /v1/...``)."""
+    summary, request, streams = _OPENAI[(method, path)]
     content: dict[str, Any] = {_JSON: {"schema": {"type": "object"}}}
     if streams:
         content[_SSE] = {"schema": {"type": "string", "description": "`data:` chunks, then `data: [DONE]`."}}
-    op: dict[str, Any] = {
-        "tags": [OPENAI_TAG], "summary": summary,
-        "responses": {"200": _ok(content), "default": _error(_OPENAI_ERROR)},
-    }
-    if request is not None:
-        op["requestBody"] = {"required": True, "content": {_JSON: {"schema": request}}}
-    return op
+    return Operation(
+        tag=OPENAI_TAG,
+        summary=summary,
+        responses={"200": {"description": "OK.", "content": content}},
+        request={_JSON: {"schema": request}} if request is not None else None,
+        error_schema=_OPENAI_ERROR,
+    )
