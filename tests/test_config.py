@@ -227,6 +227,14 @@ def test_serve_options_are_validated_by_their_declarations() -> None:
         ServeOptions(app="app:app", limit_request_line=9000)
 
 
+def test_serve_passes_its_app_settings_to_the_app_as_variables() -> None:
+    options = ServeOptions(app="app:app", max_body_size=5, environ={"MEST_MODEL_CONTROL": "none"})
+    assert options.app_environ() == {"MEST_MODEL_CONTROL": "none", "MEST_MAX_BODY_SIZE": "5", "MEST_LOG_FORMAT": "text"}
+    assert ServeOptions(app="app:app", body_timeout=2.5, log_format="json").app_environ() == {
+        "MEST_BODY_TIMEOUT": "2.5", "MEST_LOG_FORMAT": "json"
+    }
+
+
 def test_mest_serve_defaults_are_the_declared_ones() -> None:
     """Each `mest serve` option's default, bounds and variable come from its ServeOptions field, whose app
     settings and request limits are declared as those of Settings and RequestLimits."""

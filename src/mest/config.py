@@ -60,7 +60,7 @@ class ConfigError(ValueError):
 class Spec:
     """What a settings field declares besides its name, type and default (kept in the field's metadata).
 
-    Why here: each setting is declared once, as a field of its dataclass (:class:`mest.app.Settings`,
+    Why here: each setting is declared once, as a field of its dataclass (:class:`mest.settings.Settings`,
     :class:`RequestLimits`, :class:`mest.server.options.ServeOptions`), and everything else is derived from
     that field: its ``MEST_<NAME>`` variable (:func:`env_name`), its parser (:func:`parse`, from the type), its
     validation (:func:`validate`), and its ``mest serve`` flag (built by :mod:`mest.cli` from ``flag``).
