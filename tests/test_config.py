@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Literal
@@ -11,7 +12,9 @@ import pytest
 
 from mest import Mest
 from mest.app import Settings
-from mest.config import ConfigError, RequestLimits, apply_environment, env_name, parse
+from mest.config import ConfigError, RequestLimits, Spec, apply_environment, env_name, parse, settings_fields
+from mest.server.options import ServeOptions
+from mest.settings import SettingsArguments
 from mest.testing import TestClient
 from mest.webframeworks.wsgi import PlainWSGI
 
@@ -171,3 +174,117 @@ def test_apply_environment_on_request_limits() -> None:
                              environ={"MEST_LIMIT_REQUEST_LINE": "1"}) == RequestLimits()
     with pytest.raises(ConfigError, match=r"^MEST_LIMIT_REQUEST_FIELDS='-3': limit_request_fields must be"):
         apply_environment(RequestLimits(), environ={"MEST_LIMIT_REQUEST_FIELDS": "-3"})
+
+
+# -- one declaration per setting: Mest(...), mest serve and docs/cli.md all derive from it ----------------
+
+
+def test_mest_keyword_arguments_are_exactly_the_settings() -> None:
+    """``Mest(**settings)`` is typed by SettingsArguments; it must name every Settings field and no other."""
+    assert set(SettingsArguments.__annotations__) == {f.name for f in dataclasses.fields(Settings)}
+    assert list(SettingsArguments.__annotations__) == [f.name for f in dataclasses.fields(Settings)]
+
+
+def test_unknown_keyword_argument_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"^Mest\(\) got an unexpected keyword argument 'max_bodysize'$"):
+        Mest(PlainWSGI(), max_bodysize=5)  # type: ignore[call-arg]
+
+
+def test_settings_module_is_the_one_behind_mest_app() -> None:
+    import mest.app
+    import mest.settings
+
+    assert mest.app.Settings is mest.settings.Settings
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"body_timeout": -1}, "body_timeout must be a non-negative number of seconds, got -1"),
+        ({"body_timeout": float("inf")}, "body_timeout must be a non-negative number of seconds, got inf"),
+        ({"max_body_size": True}, "max_body_size must be a non-negative integer, got True"),
+        ({"log_format": "xml"}, "log_format must be 'text' or 'json', got 'xml'"),
+        ({"access_log": 1}, "access_log must be True or False, got 1"),
+        ({"title": ""}, "title must be a non-empty string, got ''"),
+        ({"stream_time_limit_s": 0}, "stream_time_limit_s must be > 0 or None, got 0"),
+        ({"metrics_path": "metrics"}, "metrics_path must be a path like '/health/live', got 'metrics'"),
+        ({"openapi_path": None}, "docs_path needs openapi_path"),
+    ],
+)
+def test_settings_validation_comes_from_each_declaration(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings(**changes)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(message)
+
+
+def test_serve_options_are_validated_by_their_declarations() -> None:
+    ServeOptions(app="app:app")  # the defaults are valid
+    with pytest.raises(ValueError, match=r"^port must be an integer from 0 to 65535, got 70000$"):
+        ServeOptions(app="app:app", port=70000)
+    with pytest.raises(ValueError, match=r"^worker_class must be 'gevent', 'gthread' or 'sync', got 'eventlet'$"):
+        ServeOptions(app="app:app", worker_class="eventlet")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^limit_request_line must be an integer from 0 to 8190, got 9000$"):
+        ServeOptions(app="app:app", limit_request_line=9000)
+
+
+def test_serve_passes_its_app_settings_to_the_app_as_variables() -> None:
+    options = ServeOptions(app="app:app", max_body_size=5, environ={"MEST_MODEL_CONTROL": "none"})
+    assert options.app_environ() == {"MEST_MODEL_CONTROL": "none", "MEST_MAX_BODY_SIZE": "5", "MEST_LOG_FORMAT": "text"}
+    assert ServeOptions(app="app:app", body_timeout=2.5, log_format="json").app_environ() == {
+        "MEST_BODY_TIMEOUT": "2.5", "MEST_LOG_FORMAT": "json"
+    }
+
+
+def test_mest_serve_defaults_are_the_declared_ones() -> None:
+    """Each `mest serve` option's default, bounds and variable come from its ServeOptions field, whose app
+    settings and request limits are declared as those of Settings and RequestLimits."""
+    from mest.cli import main
+
+    params = {param.name: param for param in main.commands["serve"].params}
+    defaults = ServeOptions(app="app:app")
+    for field, _, spec in settings_fields(ServeOptions):
+        assert field.name in params, field.name
+        assert params[field.name].default == getattr(defaults, field.name), field.name
+        assert params[field.name].envvar == env_name(field.name)
+        assert spec.flag in params[field.name].opts
+    assert RequestLimits() == RequestLimits(
+        defaults.limit_request_line, defaults.limit_request_fields, defaults.limit_request_field_size
+    )
+    assert defaults.log_format == Settings().log_format
+    assert params["port"].type.max == 65535 and params["limit_request_line"].type.max == 8190  # type: ignore[attr-defined]
+
+
+def _section(text: str, start: str, end: str) -> str:
+    return text[text.index(start):text.index(end, text.index(start))]
+
+
+def _doc_default(default: object, spec: Spec) -> str:
+    if default is None:
+        assert spec.show_default is not None
+        return spec.show_default
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+def test_docs_serve_table_matches_the_declarations() -> None:
+    """docs/cli.md's `mest serve` table has one row per flag, with its variable and its declared default."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    rows = {}
+    for line in _section(text, "## `mest serve`", "Once it listens").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`MEST_"):
+            rows[cells[1].strip("`")] = cells
+    declared = {env_name(field.name): (field, spec) for field, _, spec in settings_fields(ServeOptions)}
+    extra = {"MEST_APP", "MEST_MODEL_REPOSITORY", "MEST_MODEL_CONTROL"}  # the app itself, not ServeOptions
+    assert set(rows) == set(declared) | extra
+    for variable, (field, spec) in declared.items():
+        flags, _, default, _ = rows[variable]
+        assert f"`{spec.flag}`" in flags and (spec.short is None or f"`{spec.short}`" in flags), variable
+        assert default.replace("`", "") == _doc_default(field.default, spec), variable
+
+
+def test_docs_settings_table_names_exactly_the_settings() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    table = _section(text, "The `Mest(...)` settings", "`app.run()` (the development server)")
+    assert set(re.findall(r"`(MEST_[A-Z_]+)`", table)) == {env_name(f.name) for f in dataclasses.fields(Settings)}

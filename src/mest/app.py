@@ -4,121 +4,36 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from . import _health, openapi
 from ._connection import ConnectionControl
 from ._hosting import served_elsewhere
+from ._registration import check_registration
 from ._wrap import EndpointWrapper
 from .api import Request, Response
-from .config import apply_environment, track_explicit_arguments
 from .endpoints import Endpoint, Operation, Responder
 from .errors import MethodNotAllowed, NotFound
 from .observability import Observability, configure_logging, metrics_endpoint
 from .pipeline import HandlerConfig, Pipeline
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
-from .security import AccessPolicy, check_api_keys, check_cors_origins, check_public_paths
+from .security import AccessPolicy
+from .settings import Settings
 from .webframeworks.base import WebFramework, WSGIApplication
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on; never imported at run time
+
+    from .settings import SettingsArguments
 
 __all__ = ["Mest", "Settings"]
 
 logger = logging.getLogger("mest")
 
-_ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-_CORRECT_USAGE = """
-Correct usage:
-
-    class MyPredictor(PredictorBase):
-        def pre_process(self, input_data, req): ...
-        def infer(self, processed_data): ...
-        def post_process(self, prediction, req): ...
-
-    app.add_inference_handler(MyPredictor(), "/api/v1/predict")"""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of a Mest app, passed down as one object.
-
-    Attributes:
-        max_body_size: Largest accepted request body in bytes (413 beyond it, refused before it is read).
-        body_timeout: Longest wait, in seconds, between two reads of a request body (408 and the connection
-            closed beyond it, so a stalled client frees its worker); ``0`` switches it off. Applied on the
-            development server and gunicorn (docs/production.md).
-        health_live_path: Liveness endpoint; ``None`` switches it off.
-        health_ready_path: Readiness endpoint; ``None`` switches it off.
-        api_keys: Keys accepted as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; empty (the
-            default) switches authentication off. Hidden from ``repr`` and logs (docs/security.md).
-        public_paths: Path patterns (``fnmatch``: ``*`` matches anything, ``/`` included) served without a
-            key when ``api_keys`` is set; ``None`` (the default): the health endpoints.
-        cors_origins: Browser origins allowed by CORS (``"*"`` for any); empty (the default) switches CORS off.
-        metrics_path: Prometheus metrics endpoint; ``None`` switches it and the collection of metrics off.
-        openapi_path: OpenAPI 3.1 document of every route; ``None`` switches it (and the docs page) off.
-        docs_path: Interactive API docs (Swagger UI, bundled); ``None`` switches it off.
-        title: The API's title in the OpenAPI document and on the docs page.
-        log_format: ``"text"`` (for people) or ``"json"`` (one JSON object per line) for the log handler
-            Mest installs when logging is not configured (docs/observability.md).
-        access_log: One ``mest.access`` log line per request.
-        log_bodies: Add the request body (truncated to 1 KiB) to access lines. Off by default: bodies may
-            carry personal data.
-        stream_time_limit_s: Longest a streamed response may last, in seconds; a stream still running then
-            ends with an error event (docs/streaming.md). ``None`` (the default): no limit.
-
-    Each setting can also come from its ``MEST_<NAME>`` environment variable (docs/cli.md): an explicit
-    ``Mest(...)`` argument wins over the variable, which wins over the default.
-    """
-
-    max_body_size: int = 10 * 1024 * 1024
-    body_timeout: float = 30.0
-    health_live_path: str | None = "/health/live"
-    health_ready_path: str | None = "/health/ready"
-    api_keys: tuple[str, ...] = dataclass_field(default=(), repr=False)
-    public_paths: tuple[str, ...] | None = None
-    cors_origins: tuple[str, ...] = ()
-    metrics_path: str | None = "/metrics"
-    openapi_path: str | None = "/openapi.json"
-    docs_path: str | None = "/docs"
-    title: str = "Mest"
-    log_format: Literal["text", "json"] = "text"
-    access_log: bool = True
-    log_bodies: bool = False
-    stream_time_limit_s: float | None = None
-
-    def __post_init__(self) -> None:
-        # Lists are accepted (``Mest(api_keys=[...])``) and stored as tuples, so settings stay immutable.
-        object.__setattr__(self, "api_keys", check_api_keys(self.api_keys))
-        object.__setattr__(self, "public_paths", check_public_paths(self.public_paths))
-        object.__setattr__(self, "cors_origins", check_cors_origins(self.cors_origins))
-        if not isinstance(self.max_body_size, int) or self.max_body_size < 0:
-            raise ValueError(f"max_body_size must be a non-negative integer, got {self.max_body_size!r}")
-        if isinstance(self.body_timeout, bool) or not isinstance(self.body_timeout, (int, float)) or not (
-            0 <= self.body_timeout < float("inf")
-        ):
-            raise ValueError(f"body_timeout must be a non-negative number of seconds, got {self.body_timeout!r}")
-        for field in ("health_live_path", "health_ready_path", "metrics_path", "openapi_path", "docs_path"):
-            path = getattr(self, field)
-            if path is not None and not _ROUTE_RE.fullmatch(path):
-                raise ValueError(f"{field} must be a path like '/health/live', got {path!r}")
-        if self.docs_path is not None and self.openapi_path is None:
-            raise ValueError("docs_path needs openapi_path: the docs page shows the OpenAPI document")
-        if self.log_format not in ("text", "json"):
-            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
-        if self.stream_time_limit_s is not None and not self.stream_time_limit_s > 0:
-            raise ValueError(f"stream_time_limit_s must be > 0 or None, got {self.stream_time_limit_s!r}")
-        if not isinstance(self.title, str) or not self.title:
-            raise ValueError(f"title must be a non-empty string, got {self.title!r}")
-        for field in ("access_log", "log_bodies"):
-            if not isinstance(getattr(self, field), bool):
-                raise ValueError(f"{field} must be True or False, got {getattr(self, field)!r}")
 
 
 def _predict_operation(pipeline: Pipeline) -> Operation:
@@ -139,38 +54,6 @@ def _default_framework() -> WebFramework:
     return FalconFramework()
 
 
-def _derive_name(route: str) -> str:
-    """The model name for a route registered without one: its path segments joined by ``-``."""
-    name = "-".join(segment for segment in route.strip("/").split("/") if segment)
-    return re.sub(r"[^A-Za-z0-9._-]", "-", name) or "root"
-
-
-def _check_name(name: Any, version: Any) -> None:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ValueError(f"Invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 128).")
-    if name in v2.RESERVED_NAMES:
-        raise ValueError(
-            f"The model name {name!r} is taken by the Open Inference Protocol's own paths (/v2/models/{name}); "
-            "pass another name=."
-        )
-    if version is not None and (not isinstance(version, str) or not _NAME_RE.fullmatch(version)):
-        raise ValueError(f"Invalid model version {version!r}: use letters, digits, '.', '_' or '-'.")
-
-
-def _check_predictor(predictor: Any) -> None:
-    if isinstance(predictor, type):
-        raise TypeError(
-            f"add_inference_handler() got the class {predictor.__name__}, not an instance: "
-            f"pass {predictor.__name__}() instead.{_CORRECT_USAGE}"
-        )
-    missing = [m for m in ("pre_process", "infer", "post_process") if not callable(getattr(predictor, m, None))]
-    if missing:
-        raise TypeError(
-            f"{type(predictor).__name__} is not a predictor: it has no {', '.join(missing)} method(s). "
-            f"Subclass mest.predictors.PredictorBase.{_CORRECT_USAGE}"
-        )
-    if type(predictor).infer is PredictorBase.infer:
-        raise TypeError(f"{type(predictor).__name__} must implement infer(self, processed_data).{_CORRECT_USAGE}")
 
 
 class Mest:
@@ -178,25 +61,12 @@ class Mest:
 
     Args:
         web_framework: The adapter that serves the routes; falcon by default.
-        max_body_size: See :class:`Settings`.
-        body_timeout: See :class:`Settings`.
-        health_live_path: See :class:`Settings`.
-        health_ready_path: See :class:`Settings`.
-        api_keys: See :class:`Settings`.
-        public_paths: See :class:`Settings`.
-        cors_origins: See :class:`Settings`.
-        metrics_path: See :class:`Settings`.
-        openapi_path: See :class:`Settings`.
-        docs_path: See :class:`Settings`.
-        title: See :class:`Settings`.
-        log_format: See :class:`Settings`.
-        access_log: See :class:`Settings`.
-        log_bodies: See :class:`Settings`.
-        stream_time_limit_s: See :class:`Settings`.
+        **settings: Any field of :class:`Settings` (``max_body_size=...``, ``api_keys=[...]``), by keyword.
 
     Every setting not passed here is read from its ``MEST_<NAME>`` environment variable, if set.
 
     Raises:
+        TypeError: A keyword argument is no setting.
         ValueError: A setting is invalid (:class:`mest.config.ConfigError`, naming the variable, when the
             value came from the environment).
 
@@ -206,47 +76,11 @@ class Mest:
         >>> app.run()                                                      # doctest: +SKIP
     """
 
-    _explicit_arguments: frozenset[str]
-
-    @track_explicit_arguments
-    def __init__(
-        self,
-        web_framework: WebFramework | None = None,
-        *,
-        max_body_size: int = Settings.max_body_size,
-        body_timeout: float = Settings.body_timeout,
-        health_live_path: str | None = Settings.health_live_path,
-        health_ready_path: str | None = Settings.health_ready_path,
-        api_keys: Iterable[str] = Settings.api_keys,
-        public_paths: Iterable[str] | None = Settings.public_paths,
-        cors_origins: Iterable[str] = Settings.cors_origins,
-        metrics_path: str | None = Settings.metrics_path,
-        openapi_path: str | None = Settings.openapi_path,
-        docs_path: str | None = Settings.docs_path,
-        title: str = Settings.title,
-        log_format: Literal["text", "json"] = Settings.log_format,
-        access_log: bool = Settings.access_log,
-        log_bodies: bool = Settings.log_bodies,
-        stream_time_limit_s: float | None = Settings.stream_time_limit_s,
-    ) -> None:
-        self.settings = Settings(
-            max_body_size=max_body_size,
-            body_timeout=body_timeout,
-            health_live_path=health_live_path,
-            health_ready_path=health_ready_path,
-            api_keys=api_keys,  # type: ignore[arg-type]  # any iterable; __post_init__ makes it a tuple
-            public_paths=public_paths,  # type: ignore[arg-type]
-            cors_origins=cors_origins,  # type: ignore[arg-type]
-            metrics_path=metrics_path,
-            openapi_path=openapi_path,
-            docs_path=docs_path,
-            title=title,
-            log_format=log_format,
-            access_log=access_log,
-            log_bodies=log_bodies,
-            stream_time_limit_s=stream_time_limit_s,
-        )
-        self.settings = apply_environment(self.settings, explicit=self._explicit_arguments)
+    def __init__(self, web_framework: WebFramework | None = None, **settings: Unpack[SettingsArguments]) -> None:
+        # Typed keyword arguments (PEP 692): IDEs and mypy know each setting's name and type, while the
+        # defaults stay in Settings alone, and the arguments given are exactly the keys passed (explicit
+        # arguments win over MEST_* variables).
+        self.settings = Settings.from_arguments(settings)
         self._access = AccessPolicy(
             api_keys=self.settings.api_keys,
             public_paths=self.settings.public_paths,
@@ -327,30 +161,11 @@ class Mest:
             TypeError: ``predictor`` is not a usable predictor (the message shows the correct usage).
             ValueError: Invalid or already-registered route, name, or settings.
         """
-        _check_predictor(predictor)
-        v2.declared_tensors(predictor, "inputs")  # a bad declaration must fail before anything is registered
-        v2.declared_tensors(predictor, "outputs")
-        openai.declared_kinds(predictor)
-        if not isinstance(route, str) or not _ROUTE_RE.fullmatch(route):
-            raise ValueError(
-                f"Invalid route {route!r}: use an absolute path of URL-safe segments, like '/api/v1/predict'."
-            )
-        if route in self._routes:
-            raise ValueError(f"Route {route!r} is already registered; each route serves one handler.")
-        name = _derive_name(route) if name is None else name
-        _check_name(name, version)
-        for other in self._pipelines.values():
-            if (other.config.name, other.config.version) == (name, version):
-                label = name if version is None else f"{name} version {version}"
-                raise ValueError(f"A model named {label!r} is already registered at {other.config.route!r}.")
-        if not isinstance(max_batch_size, int) or max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
-        if max_batch_delay_ms < 0:
-            raise ValueError(f"max_batch_delay_ms must be >= 0, got {max_batch_delay_ms!r}")
-        if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 1):
-            raise ValueError(f"max_queue must be an integer >= 1 or None, got {max_queue!r}")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
+        name = check_registration(
+            predictor, route, name=name, version=version, max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue, timeout_s=timeout_s, routes=self._routes,
+            models=((p.config.name, p.config.version, p.config.route) for p in self._pipelines.values()),
+        )
         config = HandlerConfig(
             route=route,
             name=name,
@@ -362,7 +177,9 @@ class Mest:
             stream_time_limit_s=self.settings.stream_time_limit_s,
         )
         pipeline = self._new_pipeline(predictor, config)
-        own = Endpoint("POST", route, pipeline, model=name, version=version, operation=_predict_operation(pipeline))
+        own = Endpoint(
+            "POST", route, pipeline, model=config.name, version=version, operation=_predict_operation(pipeline)
+        )
         pipelines = lambda: self.pipelines  # noqa: E731
         self._add_all([
             own,

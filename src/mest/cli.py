@@ -14,14 +14,15 @@ import os
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from ._version import __version__
 from .cli_nginx import nginx as nginx_command
-from .config import ENV_PREFIX, ConfigError, known_variables
+from .config import ENV_PREFIX, ConfigError, RequestLimits, Spec, env_name, known_variables, settings_fields
 from .loadgen._cli import bench
 from .server.loader import AppLoadError, describe_app, load_app
 
@@ -77,9 +78,9 @@ def _load(spec: str) -> Mest:
 
 
 def _warn_unknown_variables(extra: Sequence[str] = ()) -> None:
-    from .app import Settings
+    from .settings import Settings
 
-    known = known_variables(Settings) | set(extra) | {"MEST_HOST", "MEST_PORT"}
+    known = known_variables(Settings, RequestLimits) | set(extra) | {"MEST_HOST", "MEST_PORT"}
     unknown = sorted(
         name for name in os.environ
         if name.startswith(ENV_PREFIX) and name not in known and not name.startswith("MEST_BENCH_")
@@ -134,56 +135,44 @@ def _load_target(app: str | None, model_repository: str | None, model_control: s
 SERVE_VARIABLES: list[str] = ["MEST_APP", "MEST_MODEL_REPOSITORY", "MEST_MODEL_CONTROL"]
 
 
-def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
-    SERVE_VARIABLES.append(envvar)
-    kwargs.setdefault("show_default", True)
-    return click.option(*decls, envvar=envvar, show_envvar=True, **kwargs)
+def _click_type(hint: Any, spec: Spec) -> Any:
+    """The click type of a setting's type: a choice for a ``Literal``, a range for bounded numbers."""
+    if typing.get_origin(hint) is Literal:
+        return click.Choice([str(choice) for choice in typing.get_args(hint)])
+    if hint is int and (spec.minimum is not None or spec.maximum is not None):
+        return click.IntRange(_int_or_none(spec.minimum), _int_or_none(spec.maximum))
+    if hint is float and (spec.minimum is not None or spec.maximum is not None):
+        return click.FloatRange(spec.minimum, spec.maximum)
+    return hint if hint in (int, float) else None
+
+
+def _int_or_none(bound: float | None) -> int | None:
+    return None if bound is None else int(bound)
+
+
+def _serve_options(command: F) -> F:
+    """``mest serve``'s options, one per field of :class:`~mest.server.options.ServeOptions` with a flag: the
+    flag, help, default, type and bounds all come from that field's declaration (mest.config.setting)."""
+    from .server.options import ServeOptions
+
+    for field, hint, spec in reversed(settings_fields(ServeOptions)):
+        if spec.flag is None:
+            continue
+        envvar = env_name(field.name)
+        SERVE_VARIABLES.append(envvar)
+        base = typing.get_args(hint)[0] if type(None) in typing.get_args(hint) else hint
+        decls = [field.name, spec.flag] + ([spec.short] if spec.short else [])
+        extra: dict[str, Any] = {"is_flag": True} if base is bool else {"type": _click_type(base, spec)}
+        command = click.option(
+            *decls, envvar=envvar, show_envvar=True, default=field.default, help=spec.help,
+            show_default=True if spec.show_default is None else spec.show_default, **extra,
+        )(command)
+    return command
 
 
 @main.command()
 @_app_argument
-@_option("--server", envvar="MEST_SERVER", default="gunicorn", type=click.Choice(["gunicorn", "granian"]),
-         help="gunicorn: the seed's server (gevent workers by default); granian: a Rust HTTP server running "
-              "the app on --threads threads per worker, about twice the throughput (pip install 'mest[granian]').")
-@_option("--host", envvar="MEST_HOST", default="127.0.0.1",
-         help="Interface to bind; 0.0.0.0 for all IPv4 interfaces (containers).")
-@_option("--port", envvar="MEST_PORT", default=5000, type=click.IntRange(0, 65535),
-         help="Port to bind; 0 picks a free one.")
-@_option("--workers", "-w", envvar="MEST_WORKERS", type=click.IntRange(min=1), default=None,
-         show_default="CPUs available", help="Worker processes.")
-@_option("--worker-class", "-k", envvar="MEST_WORKER_CLASS", default="gevent",
-         type=click.Choice(["gevent", "gthread", "sync"]),
-         help="gevent: many concurrent requests per worker (batching needs concurrency); "
-              "gthread: a thread pool per worker; sync: one request at a time.")
-@_option("--threads", envvar="MEST_THREADS", default=4, type=click.IntRange(min=1),
-         help="Threads per worker (gthread workers, and granian).")
-@_option("--timeout", envvar="MEST_TIMEOUT", default=60, type=click.IntRange(min=1),
-         help="Seconds a blocked worker (or one still starting, model setup included) lives before it is "
-              "replaced.")
-@_option("--graceful-timeout", envvar="MEST_GRACEFUL_TIMEOUT", default=30, type=click.IntRange(min=0),
-         help="Seconds in-flight requests get to finish on SIGTERM/SIGHUP.")
-@_option("--keepalive", envvar="MEST_KEEPALIVE", default=5, type=click.IntRange(min=0),
-         help="Seconds an idle keep-alive connection stays open.")
-@_option("--max-body-size", envvar="MEST_MAX_BODY_SIZE", type=click.IntRange(min=0), default=None,
-         show_default="the app's setting", help="Largest request body in bytes (413 beyond).")
-@_option("--body-timeout", envvar="MEST_BODY_TIMEOUT", type=click.FloatRange(min=0), default=None,
-         show_default="the app's setting, 30",
-         help="Longest wait in seconds between two reads of a request body: 408 and the connection closed "
-              "beyond it (0: off). With granian: its header read timeout instead (docs/cli.md).")
-@_option("--limit-request-line", envvar="MEST_LIMIT_REQUEST_LINE", default=4094,
-         type=click.IntRange(0, 8190), help="Longest request line (method + URL) in bytes; 414 beyond.")
-@_option("--limit-request-fields", envvar="MEST_LIMIT_REQUEST_FIELDS", default=100,
-         type=click.IntRange(1, 32768), help="Most request headers; 431 beyond.")
-@_option("--limit-request-field-size", envvar="MEST_LIMIT_REQUEST_FIELD_SIZE", default=8190,
-         type=click.IntRange(min=0), help="Longest header line in bytes; 431 beyond.")
-@_option("--reload", envvar="MEST_RELOAD", is_flag=True, default=False,
-         help="Restart workers when a source file changes (development only).")
-@_option("--preload", envvar="MEST_PRELOAD", is_flag=True, default=False,
-         help="Import the app once in the master and fork workers from it (gthread/sync workers only).")
-@_option("--log-format", envvar="MEST_LOG_FORMAT", default="text", type=click.Choice(["text", "json"]),
-         help="Log lines as text, or one JSON object per line.")
-@_option("--log-level", envvar="MEST_LOG_LEVEL", default="info",
-         type=click.Choice(["debug", "info", "warning", "error", "critical"]), help="Log level.")
+@_serve_options
 def serve(app: str | None, model_repository: str | None, model_control: str, **flags: Any) -> None:
     """Serve APP under gunicorn (or granian), ready for production.
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 import click
 
 from .server.nginx import NginxConfig, render
+from .server.options import ServeOptions
+from .settings import Settings
 
 __all__ = ["nginx"]
 
 
 @click.command()
-@click.option("--upstream", "upstreams", multiple=True, default=("127.0.0.1:5000",), show_default=True,
+@click.option("--upstream", "upstreams", multiple=True, default=(f"{ServeOptions.host}:{ServeOptions.port}",),
+              show_default=True,
               help="host:port of a mest serve instance (repeat for several).")
 @click.option("--listen", default="80", show_default=True, help="nginx's listen address or port.")
 @click.option("--server-name", default="_", show_default=True, help="nginx's server_name.")
 @click.option("--max-body-size", envvar="MEST_MAX_BODY_SIZE", type=click.IntRange(min=0),
-              default=10 * 1024 * 1024, show_default=True, show_envvar=True,
+              default=Settings.max_body_size, show_default=True, show_envvar=True,
               help="The app's max_body_size: nginx refuses larger bodies with Mest's JSON 413.")
 @click.option("--body-timeout", envvar="MEST_BODY_TIMEOUT", type=click.FloatRange(min=0, min_open=True),
-              default=30.0, show_default=True, show_envvar=True,
+              default=Settings.body_timeout, show_default=True, show_envvar=True,
               help="Seconds nginx waits between two reads of a client's head or body.")
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=75.0, show_default=True,
               help="Seconds nginx waits for Mest's answer (keep it above mest serve --timeout).")

@@ -6,32 +6,40 @@ Precedence, highest first:
 2. the ``MEST_<NAME>`` environment variable (``MEST_MAX_BODY_SIZE`` for ``max_body_size``);
 3. the default.
 
-Environment support is generic over the fields of a settings dataclass, so a field added to
-:class:`mest.app.Settings` is configurable as ``MEST_<FIELD>`` with no further code: the value is parsed by
-the field's type annotation (:func:`parse`). An unparsable or invalid value raises :class:`ConfigError`,
-whose message names the variable, when the app is created (that is, at start-up). This module imports
-nothing of mest.
+Each setting is declared once, as a field of a settings dataclass made with :func:`setting`
+(:class:`mest.settings.Settings` for ``Mest(...)``, :class:`RequestLimits`,
+:class:`mest.server.options.ServeOptions` for ``mest serve``): its name, default and type are the field's,
+and its :class:`Spec` holds its bounds, further checks and ``mest serve`` flag. Everything else is derived:
+the variable ``MEST_<FIELD>`` (:func:`env_name`), its parser (the field's type, :func:`parse`), its
+validation (:func:`validate`), and the click option (:mod:`mest.cli`). An unparsable or invalid value raises
+:class:`ConfigError`, whose message names the variable, when the app is created (that is, at start-up). This
+module imports nothing of mest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import math
 import os
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 __all__ = [
     "ENV_PREFIX",
     "ConfigError",
     "RequestLimits",
+    "Spec",
     "apply_environment",
     "env_name",
     "known_variables",
     "parse",
-    "track_explicit_arguments",
+    "same_as",
+    "setting",
+    "settings_fields",
+    "spec_of",
+    "validate",
 ]
 
 ENV_PREFIX = "MEST_"
@@ -40,7 +48,6 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _NONE = frozenset({"", "none", "null"})
 
-P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S")
 
@@ -50,11 +57,152 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a settings field declares besides its name, type and default (kept in the field's metadata).
+
+    Why here: each setting is declared once, as a field of its dataclass (:class:`mest.settings.Settings`,
+    :class:`RequestLimits`, :class:`mest.server.options.ServeOptions`), and everything else is derived from
+    that field: its ``MEST_<NAME>`` variable (:func:`env_name`), its parser (:func:`parse`, from the type), its
+    validation (:func:`validate`), and its ``mest serve`` flag (built by :mod:`mest.cli` from ``flag``).
+
+    Attributes:
+        help: The ``mest serve`` flag's help text.
+        flag: The ``mest serve`` flag (``"--worker-class"``), if the setting has one.
+        short: The flag's short alias (``"-k"``).
+        minimum: Smallest allowed value of a number, checked by :func:`validate` and the flag's click range.
+        maximum: Largest allowed value of a number (likewise).
+        unit: What a number counts, named in its error message (``"seconds"``).
+        check: Further validation, ``check(name, value) -> value`` (the value may be normalized, as a list
+            of keys made a tuple); raises ``ValueError``.
+        show_default: What ``--help`` shows as the flag's default instead of the value.
+        to_app: A ``mest serve`` option that is also an app setting, passed to the app's processes as its
+            ``MEST_<NAME>`` variable.
+    """
+
+    help: str = ""
+    flag: str | None = None
+    short: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+    check: Callable[[str, Any], Any] | None = None
+    show_default: str | None = None
+    to_app: bool = False
+
+
+_SPEC = "mest"
+_NO_SPEC = Spec()
+
+
+def setting(default: T, *, secret: bool = False, **spec: Any) -> T:
+    """A settings field: ``max_body_size: int = setting(10 * 1024 * 1024, minimum=0, flag="--max-body-size")``.
+
+    Args:
+        default: The setting's default.
+        secret: Hidden from ``repr`` and from error messages (API keys).
+        **spec: The :class:`Spec` of the field.
+    """
+    return dataclasses.field(default=default, repr=not secret, metadata={_SPEC: Spec(**spec)})
+
+
+def same_as(cls: type, name: str, *, default: Any = dataclasses.MISSING, **changes: Any) -> Any:
+    """A field declared as ``cls``'s field ``name`` (its spec and, unless given, its default): for a setting
+    that two dataclasses hold (``mest serve``'s ``--max-body-size`` is the app's ``max_body_size``)."""
+    (source,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    spec = dataclasses.replace(spec_of(source), **changes)
+    default = source.default if default is dataclasses.MISSING else default
+    return dataclasses.field(default=default, repr=source.repr, metadata={_SPEC: spec})
+
+
+def spec_of(field: dataclasses.Field[Any]) -> Spec:
+    """The :class:`Spec` of a settings field (an empty one for a plain field)."""
+    spec: Spec = field.metadata.get(_SPEC, _NO_SPEC)
+    return spec
+
+
+_FIELDS: dict[type, list[tuple[dataclasses.Field[Any], Any, Spec]]] = {}
+
+
+def settings_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
+    """``(field, resolved type, spec)`` of each settings field of ``cls``, in declaration order."""
+    found = _FIELDS.get(cls)
+    if found is None:  # resolved once per class: validate() runs on every settings object made
+        hints = typing.get_type_hints(cls)
+        found = _FIELDS[cls] = [(f, hints[f.name], spec_of(f)) for f in dataclasses.fields(cls) if _SPEC in f.metadata]
+    return found
+
+
+def validate(settings: Any) -> None:
+    """Check every settings field of a dataclass instance against its type and spec (from ``__post_init__``).
+
+    The type decides the check (a ``bool`` is ``True`` or ``False``, an ``int`` an integer within
+    ``minimum``/``maximum``, a ``Literal`` one of its values, ``X | None`` also ``None``), unless the spec has a
+    ``check`` of its own, which may also normalize the value (set with ``object.__setattr__``: the instance is
+    frozen).
+
+    Raises:
+        ValueError: A value is invalid; the message names the setting.
+    """
+    for field, hint, spec in settings_fields(type(settings)):
+        value = getattr(settings, field.name)
+        if spec.check is not None:
+            object.__setattr__(settings, field.name, spec.check(field.name, value))
+            continue
+        base = _without_none(hint)
+        if value is not None or base is hint:
+            _check_type(field.name, value, base, spec)
+
+
+def _without_none(hint: Any) -> Any:
+    """``X`` for ``X | None``; the hint itself otherwise."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        others = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return hint
+
+
+def _check_type(name: str, value: Any, hint: Any, spec: Spec) -> None:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    elif hint is int or hint is float:
+        _check_number(name, value, hint, spec)
+    elif typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            shown = [repr(c) for c in choices]
+            listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+            raise ValueError(f"{name} must be {listed}, got {value!r}")
+    elif hint is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+
+
+def _check_number(name: str, value: Any, hint: Any, spec: Spec) -> None:
+    low, high = spec.minimum, spec.maximum
+    kinds = (int,) if hint is int else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and not ((low is None or value >= low) and (high is None or value <= high)):
+        ok = False
+    if ok:
+        return
+    kind = "integer" if hint is int else "number"
+    unit = f" of {spec.unit}" if spec.unit else ""
+    if low == 0 and high is None:
+        wanted = f"a non-negative {kind}{unit}"
+    elif high is None:
+        wanted = f"{'an' if hint is int else 'a'} {kind}{unit} >= {low:g}" if low is not None else f"a {kind}{unit}"
+    else:
+        wanted = f"{'an' if hint is int else 'a'} {kind}{unit} from {low or 0:g} to {high:g}"
+    raise ValueError(f"{name} must be {wanted}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class RequestLimits:
     """Limits on a request's head, enforced by the server before the app runs (gunicorn's defaults).
 
     ``mest serve`` hands them to gunicorn; the development server checks them itself. ``0`` means no limit
-    for ``limit_request_line`` and ``limit_request_field_size``.
+    for ``limit_request_line`` and ``limit_request_field_size``. The bounds are gunicorn's.
 
     Attributes:
         limit_request_line: Longest request line (method, URL, version) in bytes; 414 beyond it.
@@ -62,16 +210,19 @@ class RequestLimits:
         limit_request_field_size: Longest header field (name and value) in bytes; 431 beyond it.
     """
 
-    limit_request_line: int = 4094
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
+    limit_request_line: int = setting(
+        4094, minimum=0, maximum=8190, flag="--limit-request-line",
+        help="Longest request line (method + URL) in bytes; 414 beyond.",
+    )
+    limit_request_fields: int = setting(
+        100, minimum=1, maximum=32768, flag="--limit-request-fields", help="Most request headers; 431 beyond."
+    )
+    limit_request_field_size: int = setting(
+        8190, minimum=0, flag="--limit-request-field-size", help="Longest header line in bytes; 431 beyond."
+    )
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{field.name} must be a non-negative integer, got {value!r}")
-
+        validate(self)
 
 def env_name(field: str) -> str:
     """The environment variable of a setting: ``max_body_size`` → ``MEST_MAX_BODY_SIZE``."""
@@ -193,18 +344,3 @@ def _is_secret(settings: Any, field: str) -> bool:
 def known_variables(*classes: type) -> set[str]:
     """The ``MEST_*`` names of every field of the given dataclasses."""
     return {env_name(field) for cls in classes for field in _field_types(cls)}
-
-
-def track_explicit_arguments(init: Callable[Concatenate[T, P], None]) -> Callable[Concatenate[T, P], None]:
-    """Decorate ``__init__`` to record which keyword arguments the caller passed, as ``_explicit_arguments``.
-
-    Why: an argument equal to its default cannot otherwise be told from an omitted one, and only omitted
-    settings may be taken from the environment. Works whatever new keyword arguments ``__init__`` grows.
-    """
-
-    @functools.wraps(init)
-    def wrapper(self: T, /, *args: P.args, **kwargs: P.kwargs) -> None:
-        setattr(self, "_explicit_arguments", frozenset(kwargs))  # noqa: B010
-        init(self, *args, **kwargs)
-
-    return wrapper

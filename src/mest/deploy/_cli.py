@@ -21,11 +21,12 @@ import click
 from .. import __version__
 from ..config import ConfigError
 from ..server.loader import AppLoadError, load_app, split_spec
+from ..server.options import ServeOptions
 from ._dockerfile import DockerfileOptions, dockerfile, dockerignore
 from ._k8s import K8sOptions, kserve_manifests, kubernetes_manifests
 
 if TYPE_CHECKING:
-    from ..app import Settings
+    from ..settings import Settings
 
 __all__ = ["dockerfile_command", "k8s_command"]
 
@@ -95,7 +96,8 @@ def _app_code(spec: str) -> str:
               help="Install Mest from this wheel in the build context (e.g. built from a checkout with "
                    "`pip wheel --no-deps -w dist .`) instead of mest==VERSION from the package index.")
 @click.option("--copy", "copies", multiple=True, help="Another file or folder the app needs (repeatable).")
-@click.option("--graceful-timeout", envvar="MEST_GRACEFUL_TIMEOUT", default=30, show_default=True,
+@click.option("--graceful-timeout", envvar="MEST_GRACEFUL_TIMEOUT", default=ServeOptions.graceful_timeout,
+              show_default=True,
               type=click.IntRange(min=0), help="Seconds in-flight requests get on SIGTERM.")
 @click.option("--force", is_flag=True, default=False, help="Overwrite an existing Dockerfile/.dockerignore.")
 def dockerfile_command(app: str, **flags: Any) -> None:
@@ -153,7 +155,8 @@ def _default_name(spec: str) -> str:
               help="Average CPU utilisation (% of the request) the autoscaler aims for.")
 @click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
 @click.option("--memory", default="1Gi", show_default=True, help="Memory request and limit per pod.")
-@click.option("--graceful-timeout", envvar="MEST_GRACEFUL_TIMEOUT", default=30, show_default=True,
+@click.option("--graceful-timeout", envvar="MEST_GRACEFUL_TIMEOUT", default=ServeOptions.graceful_timeout,
+              show_default=True,
               type=click.IntRange(min=0), help="mest serve's graceful timeout; the pods' grace period is longer.")
 @click.option("--startup-timeout", default=300, show_default=True, type=click.IntRange(min=1),
               help="Seconds a pod may take to become ready (model loading) before it is restarted.")

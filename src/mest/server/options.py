@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config import RequestLimits, env_name, same_as, setting, settings_fields, validate
 from ..observability import LogFormat
+from ..settings import Settings
 from .loader import AppLoadError
 
 __all__ = [
     "LogFormat",
+    "LogLevel",
     "ServeOptions",
     "Server",
     "WorkerClass",
@@ -32,6 +35,7 @@ __all__ = [
 
 Server = Literal["gunicorn", "granian"]
 WorkerClass = Literal["gevent", "gthread", "sync"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 _TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -59,6 +63,10 @@ def default_workers() -> int:
 @dataclass(frozen=True)
 class ServeOptions:
     """Everything ``mest serve`` configures; each field is a flag and a ``MEST_*`` variable (docs/cli.md).
+
+    Each option is declared here once (:func:`mest.config.setting`): :mod:`mest.cli` builds the click options
+    from these fields, and the options that are app settings or request limits are declared as those
+    (:func:`mest.config.same_as`), so no default is written twice.
 
     Attributes:
         app: The app spec, ``module:attribute``.
@@ -89,27 +97,59 @@ class ServeOptions:
     """
 
     app: str
-    server: Server = "gunicorn"
-    host: str = "127.0.0.1"
-    port: int = 5000
-    workers: int | None = None
-    worker_class: WorkerClass = "gevent"
-    threads: int = 4
-    timeout: int = 60
-    graceful_timeout: int = 30
-    keepalive: int = 5
-    max_body_size: int | None = None
-    body_timeout: float | None = None
-    limit_request_line: int = 4094
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    reload: bool = False
-    preload: bool = False
-    log_format: LogFormat = "text"
-    log_level: str = "info"
+    server: Server = setting(
+        "gunicorn", flag="--server",
+        help="gunicorn: the seed's server (gevent workers by default); granian: a Rust HTTP server running the "
+        "app on --threads threads per worker, about twice the throughput (pip install 'mest[granian]').",
+    )
+    host: str = setting(
+        "127.0.0.1", flag="--host", help="Interface to bind; 0.0.0.0 for all IPv4 interfaces (containers)."
+    )
+    port: int = setting(5000, minimum=0, maximum=65535, flag="--port", help="Port to bind; 0 picks a free one.")
+    workers: int | None = setting(
+        None, minimum=1, flag="--workers", short="-w", show_default="CPUs available", help="Worker processes."
+    )
+    worker_class: WorkerClass = setting(
+        "gevent", flag="--worker-class", short="-k",
+        help="gevent: many concurrent requests per worker (batching needs concurrency); "
+        "gthread: a thread pool per worker; sync: one request at a time.",
+    )
+    threads: int = setting(4, minimum=1, flag="--threads", help="Threads per worker (gthread workers, and granian).")
+    timeout: int = setting(
+        60, minimum=1, flag="--timeout",
+        help="Seconds a blocked worker (or one still starting, model setup included) lives before it is replaced.",
+    )
+    graceful_timeout: int = setting(
+        30, minimum=0, flag="--graceful-timeout", help="Seconds in-flight requests get to finish on SIGTERM/SIGHUP."
+    )
+    keepalive: int = setting(
+        5, minimum=0, flag="--keepalive", help="Seconds an idle keep-alive connection stays open."
+    )
+    # The app's own settings: None leaves the app's value (its code, its MEST_* variable, its default).
+    max_body_size: int | None = same_as(
+        Settings, "max_body_size", default=None, to_app=True,
+        show_default=f"the app's setting, {Settings.max_body_size}",
+    )
+    body_timeout: float | None = same_as(
+        Settings, "body_timeout", default=None, to_app=True,
+        show_default=f"the app's setting, {Settings.body_timeout:g}",
+    )
+    limit_request_line: int = same_as(RequestLimits, "limit_request_line")
+    limit_request_fields: int = same_as(RequestLimits, "limit_request_fields")
+    limit_request_field_size: int = same_as(RequestLimits, "limit_request_field_size")
+    reload: bool = setting(
+        False, flag="--reload", help="Restart workers when a source file changes (development only)."
+    )
+    preload: bool = setting(
+        False, flag="--preload",
+        help="Import the app once in the master and fork workers from it (gthread/sync workers only).",
+    )
+    log_format: LogFormat = same_as(Settings, "log_format", to_app=True)
+    log_level: LogLevel = setting("info", flag="--log-level", help="Log level.")
     environ: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        validate(self)
         if self.server == "granian" and self.preload:
             raise ValueError("--preload is a gunicorn option: granian imports the app in each worker.")
         if self.preload and self.worker_class == "gevent" and self.server == "gunicorn":
@@ -133,11 +173,10 @@ class ServeOptions:
     def app_environ(self) -> dict[str, str]:
         """Variables the app's processes get: ``environ`` plus ``MEST_*`` for the app-level flags."""
         env = dict(self.environ)
-        if self.max_body_size is not None:
-            env["MEST_MAX_BODY_SIZE"] = str(self.max_body_size)
-        if self.body_timeout is not None:
-            env["MEST_BODY_TIMEOUT"] = str(self.body_timeout)
-        env["MEST_LOG_FORMAT"] = self.log_format
+        for option, _, spec in settings_fields(type(self)):
+            value = getattr(self, option.name)
+            if spec.to_app and value is not None:
+                env[env_name(option.name)] = str(value)
         return env
 
 
