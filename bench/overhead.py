@@ -10,6 +10,7 @@ Usage::
 
     python bench/overhead.py                 # trivial model (isolates Mest's own cost)
     python bench/overhead.py --model iris    # the seed's LogisticRegression (needs examples/iris trained)
+    python bench/overhead.py --adapters      # also: every request through falcon's router, and PlainWSGI
 
 Prints the median over repeats of µs per request for each app, and Mest's overhead in µs.
 """
@@ -47,7 +48,7 @@ def load_model(kind: str) -> Callable[[Any], Any]:
     return lambda features: constant
 
 
-def mest_app(predict: Callable[[Any], Any]) -> Mest:
+def mest_app(predict: Callable[[Any], Any], web_framework: Any = None) -> Mest:
     class Predictor(PredictorBase):
         def pre_process(self, input_data: Any, req: Any) -> Any:
             return input_data["features"]
@@ -58,7 +59,7 @@ def mest_app(predict: Callable[[Any], Any]) -> Mest:
         def post_process(self, prediction: Any, req: Any) -> Any:
             return {"probability": prediction}
 
-    app = Mest()
+    app = Mest(web_framework=web_framework)
     app.add_inference_handler(Predictor(), "/api/v1/predict")
     return app
 
@@ -111,13 +112,25 @@ def main() -> None:
     parser.add_argument("--model", choices=["trivial", "iris"], default="trivial")
     parser.add_argument("-n", type=int, default=20000, help="requests per repeat")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--adapters", action="store_true",
+        help="also Mest on a falcon app passed in (every request through falcon's router and objects) and on "
+        "the dependency-free PlainWSGI adapter",
+    )
     args = parser.parse_args()
     # Mest's zero-configuration handler (what a bare `gunicorn app:app` gets) writes to stderr: send it nowhere.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     predict = load_model(args.model)
-    apps = {"mest": mest_app(predict), "falcon": falcon_app(predict)}
+    apps: dict[str, Callable[..., Iterable[bytes]]] = {"mest": mest_app(predict), "falcon": falcon_app(predict)}
+    if args.adapters:
+        from mest.webframeworks.falcon import FalconFramework
+        from mest.webframeworks.wsgi import PlainWSGI
+
+        apps["mest-via-falcon"] = mest_app(predict, FalconFramework(falcon.App()))
+        apps["mest-plain"] = mest_app(predict, PlainWSGI())
     outputs = {name: b"".join(app(environ(), _start_response)) for name, app in apps.items()}
-    assert orjson.loads(outputs["mest"]) == orjson.loads(outputs["falcon"]), outputs
+    for name in apps:
+        assert orjson.loads(outputs[name]) == orjson.loads(outputs["falcon"]), outputs
     samples: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(args.repeats):  # alternate, so drift on a noisy machine hits both alike
         for name, app in apps.items():
@@ -125,7 +138,8 @@ def main() -> None:
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"model={args.model} n={args.n} repeats={args.repeats}")
     for name, value in med.items():
-        print(f"  {name:<7} {value:8.1f} µs/request (min {min(samples[name]):.1f})")
+        ratio = value / med["falcon"]
+        print(f"  {name:<16} {value:8.1f} µs/request (min {min(samples[name]):.1f}), {ratio:.2f}x bare falcon")
     print(
         f"  overhead {med['mest'] - med['falcon']:8.1f} µs/request (min-to-min "
         f"{min(samples['mest']) - min(samples['falcon']):.1f})"

@@ -19,6 +19,15 @@ class TestFalconAdapter(AdapterConformance):
         return FalconFramework()
 
 
+class TestFalconAdapterOnYourApp(AdapterConformance):
+    """On a falcon app passed in, every request goes through falcon's router (no dictionary in front)."""
+
+    def make_adapter(self) -> WebFramework:
+        import falcon
+
+        return FalconFramework(falcon.App())
+
+
 class TestPlainWSGIAdapter(AdapterConformance):
     def make_adapter(self) -> WebFramework:
         return PlainWSGI()
@@ -65,3 +74,46 @@ def test_the_suite_fails_an_adapter_that_breaks_a_rule(adapter: type[WebFramewor
 
     with pytest.raises(AssertionError):
         getattr(Suite(), rule)()
+
+
+# -- falcon: your own resources and middleware beside Mest's routes ------------------------------------------
+
+
+class _Greeting:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = {"hello": "world"}
+
+
+class _Tagging:
+    def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        resp.set_header("X-Seen-By", "middleware")
+
+
+def _app_on(framework: FalconFramework) -> Any:
+    from mest import Mest
+    from mest.testing import TestClient
+
+    return TestClient(Mest(web_framework=framework, metrics_path=None, access_log=False))
+
+
+@pytest.mark.parametrize("passed_in", [False, True], ids=["own-app", "passed-in-app"])
+def test_falcon_serves_your_resources_beside_mests(passed_in: bool) -> None:
+    import falcon
+
+    framework = FalconFramework(falcon.App()) if passed_in else FalconFramework()
+    framework.app.add_route("/greeting", _Greeting())
+    client = _app_on(framework)
+    assert client.get("/greeting").json() == {"hello": "world"}
+    live = client.get("/health/live")
+    assert live.status_code == 200 and live.json() == {"status": "alive"}
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_middleware_of_a_falcon_app_you_pass_in_applies_to_mests_routes() -> None:
+    import falcon
+
+    client = _app_on(FalconFramework(falcon.App(middleware=[_Tagging()])))
+    response = client.get("/health/live")
+    assert response.status_code == 200
+    assert response.headers.get("x-seen-by") == "middleware"
