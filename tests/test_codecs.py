@@ -1,4 +1,4 @@
-"""mest.codecs: numpy-aware JSON and rendering response bodies to bytes with a Content-Type."""
+"""mest.codecs: numpy-aware JSON and encoding response bodies to bytes with a Content-Type."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from mest.api import Response
 from mest.codecs import json
-from mest.codecs.body import render
+from mest.codecs.body import encode_body
 from mest.errors import BadRequest
 
 # -- json.dumps ----------------------------------------------------------------------------------------
@@ -124,40 +124,45 @@ def test_is_json(media_type: str | None, expected: bool) -> None:
     assert json.is_json(media_type) is expected
 
 
-# -- body.render ---------------------------------------------------------------------------------------
+# -- body.encode_body ------------------------------------------------------------------------------------
+
+
+def encoded(resp: Response) -> Response:
+    encode_body(resp)
+    return resp
 
 
 def content_types(resp: Response) -> list[str]:
     return [value for name, value in resp.headers if name.lower() == "content-type"]
 
 
-def test_render_bytes() -> None:
-    resp = render(Response(b"\x00\x01"))
+def test_encode_body_bytes() -> None:
+    resp = encoded(Response(b"\x00\x01"))
     assert resp.body == b"\x00\x01"
     assert content_types(resp) == ["application/octet-stream"]
 
 
-def test_render_str_is_utf8_text() -> None:
-    resp = render(Response("héllo"))
+def test_encode_body_str_is_utf8_text() -> None:
+    resp = encoded(Response("héllo"))
     assert resp.body == "héllo".encode()
     assert content_types(resp) == ["text/plain; charset=utf-8"]
 
 
-def test_render_json() -> None:
-    resp = render(Response({"probability": np.array([0.25, 0.75])}))
+def test_encode_body_json() -> None:
+    resp = encoded(Response({"probability": np.array([0.25, 0.75])}))
     assert resp.body == b'{"probability":[0.25,0.75]}'
     assert content_types(resp) == ["application/json"]
 
 
-def test_render_none_is_json_null() -> None:
-    resp = render(Response(None))
+def test_encode_body_none_is_json_null() -> None:
+    resp = encoded(Response(None))
     assert resp.body == b"null"
     assert content_types(resp) == ["application/json"]
 
 
 @pytest.mark.parametrize("status", [204, 304])
-def test_render_no_content(status: int) -> None:
-    resp = render(Response(status=status))
+def test_encode_body_no_content(status: int) -> None:
+    resp = encoded(Response(status=status))
     assert resp.body == b""
     assert content_types(resp) == []
 
@@ -170,20 +175,20 @@ def test_render_no_content(status: int) -> None:
         ({"a": 1}, "application/problem+json", b'{"a":1}'),
     ],
 )
-def test_render_keeps_an_explicit_content_type(body: object, content_type: str, expected: bytes) -> None:
-    resp = render(Response(body, headers={"content-TYPE": content_type}))
+def test_encode_body_keeps_an_explicit_content_type(body: object, content_type: str, expected: bytes) -> None:
+    resp = encoded(Response(body, headers={"content-TYPE": content_type}))
     assert resp.body == expected
     assert content_types(resp) == [content_type]
 
 
-def test_render_keeps_status_and_other_headers_and_returns_the_same_response() -> None:
-    original = Response("x", status=201, headers={"X-Custom": "1"})
-    resp = render(original)
-    assert resp is original
+def test_encode_body_works_in_place_keeping_status_and_other_headers() -> None:
+    resp = Response("x", status=201, headers={"X-Custom": "1"})
+    assert encode_body(resp) is None
+    assert resp.body == b"x"
     assert resp.status == 201
     assert resp.get_header("x-custom") == "1"
 
 
-def test_render_unserializable_raises_type_error() -> None:
+def test_encode_body_unserializable_raises_type_error() -> None:
     with pytest.raises(TypeError):
-        render(Response({"x": object()}))
+        encoded(Response({"x": object()}))

@@ -15,7 +15,7 @@ from time import perf_counter
 
 from ._connection import DRAIN_SECONDS, drain_limit
 from .api import Request, Response
-from .codecs.body import render
+from .codecs.body import encode_body
 from .endpoints import Endpoint, Responder
 from .errors import MestError, error_body
 from .observability import Observability, RepeatFilter, fault_key, new_request_id
@@ -93,7 +93,8 @@ class EndpointWrapper:
                 if early is None:
                     for hook in hooks:
                         hook(req)
-                response = render(early if early is not None else responder(req))
+                response = early if early is not None else responder(req)
+                encode_body(response)
             except MestError as error:
                 response = failed(error, req, path)
             except Exception as exc:
@@ -120,7 +121,9 @@ class EndpointWrapper:
                 self._log_fault(logging.ERROR, text, req, path, error, exc_info=cause or error)
             else:
                 self._log_fault(logging.WARNING, text, req, path, error)
-        return render(Response(error_body(error, req.request_id), status, error.headers))
+        response = Response(error_body(error, req.request_id), status, error.headers)
+        encode_body(response)
+        return response
 
     def _log_fault(
         self, level: int, text: str, req: Request, path: str | None, error: BaseException,

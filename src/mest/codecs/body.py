@@ -1,4 +1,4 @@
-"""Rendering a :class:`mest.api.Response` body into bytes with the right ``Content-Type``.
+"""Encoding a :class:`mest.api.Response` body into bytes with the right ``Content-Type``, in place.
 
 Done once, by the app, before a response reaches a web-framework adapter: adapters only ever copy bytes and
 headers, so a new adapter cannot get serialization wrong.
@@ -9,19 +9,21 @@ from __future__ import annotations
 from ..api import Response, StreamingResponse
 from . import json
 
-__all__ = ["render"]
+__all__ = ["encode_body"]
 
 
-def render(response: Response) -> Response:
-    """Return ``response`` with ``body`` as bytes and a ``Content-Type`` header set.
+def encode_body(response: Response) -> None:
+    """Turn ``response.body`` into bytes and add a ``Content-Type`` header if it has none, in place.
 
-    A :class:`~mest.api.StreamingResponse` is returned untouched: its pieces are already bytes.
+    In place because it runs once per request on the app's own response object (a copy would cost an object
+    per request for nothing). A :class:`~mest.api.StreamingResponse` is left untouched: its pieces are
+    already bytes.
 
     Raises:
         TypeError: The body has no JSON form.
     """
     if isinstance(response, StreamingResponse):  # sent piece by piece by the server, never joined here
-        return response
+        return
     body = response.body
     content_type = response.get_header("content-type")
     if isinstance(body, bytes):
@@ -38,4 +40,3 @@ def render(response: Response) -> Response:
     response.body = body
     if content_type is None and default_type is not None:
         response.headers.append(("Content-Type", default_type))
-    return response
