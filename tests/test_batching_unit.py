@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from mest import Mest
-from mest.batching import Batcher, BatchSizeMismatch
+from mest.batching import Arrival, Batcher, BatchSizeMismatch
 from mest.errors import BadRequest, GatewayTimeout, InferenceError, ServiceUnavailable
 from mest.predictors import PredictorBase
 from mest.testing import TestClient
@@ -66,17 +66,18 @@ class Model:
 
 
 class Call:
-    """``batcher.submit(data)`` on its own thread; ``result()`` re-raises what it raised."""
+    """``queue.submit(data)`` on its own thread (a batcher, or an arrival announced to it); ``result()``
+    re-raises what it raised."""
 
-    def __init__(self, batcher: Batcher, data: Any, deadline: float | None = None, announced: bool = False):
+    def __init__(self, queue: Batcher | Arrival, data: Any, deadline: float | None = None):
         self.value: Any = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(batcher, data, deadline, announced), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(queue, data, deadline), daemon=True)
         self.thread.start()
 
-    def _run(self, batcher: Batcher, data: Any, deadline: float | None, announced: bool) -> None:
+    def _run(self, queue: Batcher | Arrival, data: Any, deadline: float | None) -> None:
         try:
-            self.value = batcher.submit(data, deadline, announced=announced)
+            self.value = queue.submit(data, deadline)
         except BaseException as exc:
             self.error = exc
 
@@ -166,22 +167,21 @@ def test_an_idle_request_is_dispatched_without_waiting_for_the_delay(model: Mode
 
 def test_the_leader_waits_for_announced_requests_and_batches_them(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()  # a second request is in pre_process
-    first = Call(batcher, "first")
-    wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
-    assert not first.done()  # it waits for the announced one instead of dispatching alone
-    second = Call(batcher, "second", announced=True)
-    assert first.result() == ("answer", "first")
-    assert second.result() == ("answer", "second")
+    with batcher.arrival() as coming:  # a second request is in pre_process
+        first = Call(batcher, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
+        assert not first.done()  # it waits for the announced one instead of dispatching alone
+        second = Call(coming, "second")
+        assert first.result() == ("answer", "first")
+        assert second.result() == ("answer", "second")
     assert model.batches == [["first", "second"]]
 
 
 def test_a_withdrawn_announcement_releases_the_waiting_leader(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()
-    first = Call(batcher, "first")
-    wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
-    batcher.withdraw()  # its pre_process failed: nobody is coming any more
+    with batcher.arrival():  # leaving the block withdraws: its pre_process failed, nobody is coming any more
+        first = Call(batcher, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
     assert first.result() == ("answer", "first")
     assert model.batches == [["first"]]
 
@@ -235,12 +235,11 @@ def test_a_request_that_times_out_in_the_queue_never_reaches_the_model(model: Mo
 
 def test_a_leader_waiting_for_stragglers_times_out_without_running_the_model(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()  # a straggler that never comes
-    lonely = Call(batcher, "lonely", deadline=time.monotonic() + 0.05)
-    with pytest.raises(GatewayTimeout):
-        lonely.result()
-    assert model.seen == []
-    batcher.withdraw()
+    with batcher.arrival():  # a straggler that never comes
+        lonely = Call(batcher, "lonely", deadline=time.monotonic() + 0.05)
+        with pytest.raises(GatewayTimeout):
+            lonely.result()
+        assert model.seen == []
     assert Call(batcher, "next").result() == ("answer", "next")  # leadership was handed back
 
 

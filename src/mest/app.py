@@ -20,7 +20,7 @@ from .codecs.body import render
 from .config import apply_environment, track_explicit_arguments
 from .errors import MestError, MethodNotAllowed, NotFound, ServiceUnavailable, error_body
 from .observability import Observability, RepeatFilter, configure_logging, fault_key, new_request_id
-from .pipeline import HandlerConfig, Pipeline
+from .pipeline import HandlerConfig, Pipeline, new_queue
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
 from .security import AccessPolicy, After, check_api_keys, check_cors_origins, check_public_paths
@@ -372,15 +372,13 @@ class Mest:
             self._add_endpoint(method, path, handler)
 
     def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
-        """The predictor's pipeline, with the metrics observers when metrics are on."""
-        metrics = self._observability.model(config.name, config.version)
-        if metrics is None:
-            return Pipeline(predictor, config)
-        pipeline = Pipeline(
-            predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics, stream_observer=metrics
+        """The predictor's pipeline, with the metrics observers when metrics are on. Its queue is made first:
+        the metrics read the queue's depth, the pipeline hands the metrics what the queue answered."""
+        queue = new_queue(predictor, config)
+        metrics = self._observability.model(
+            config.name, config.version, batched=config.max_batch_size > 1, queue_depth=lambda: queue.queue_depth
         )
-        metrics.pipeline = pipeline
-        return pipeline
+        return Pipeline(predictor, config, queue=queue, stage_observer=metrics, stream_observer=metrics)
 
     def add_endpoint(self, method: str, path: str, handler: Handler) -> None:
         """Serve ``handler`` at ``method path`` with the app's request ids, access control, errors and metrics.

@@ -35,7 +35,7 @@ class Observability:
     """Metrics and access logs of one app; the app asks it for one observer per endpoint and per model.
 
     Args:
-        model_of: The app's look-up from a route to the pipeline of the model it serves.
+        pipeline_of: The app's look-up from a route to the pipeline of the model it serves.
         metrics: Collect metrics (the app serves them when its ``metrics_path`` is set).
         access_log: Log one line per request to the ``mest.access`` logger.
         log_format: ``"text"`` or ``"json"``, for the handler Mest installs when logging is not configured.
@@ -44,15 +44,15 @@ class Observability:
 
     def __init__(
         self,
-        model_of: Callable[[str], Pipeline | None],
+        pipeline_of: Callable[[str], Pipeline | None],
         *,
         metrics: bool = True,
         access_log: bool = True,
         log_format: LogFormat = "text",
         log_bodies: bool = False,
     ) -> None:
-        self.model_of = model_of
-        self.metrics = Metrics(model_of) if metrics else None
+        self.pipeline_of = pipeline_of
+        self.metrics = Metrics(pipeline_of) if metrics else None
         self.access_log = access_log
         self.log_format = log_format
         self.log_bodies = log_bodies
@@ -64,9 +64,20 @@ class Observability:
             return None
         return EndpointObserver(self, method, route)
 
-    def model(self, name: str, version: str | None) -> ModelMetrics | None:
-        """The stage and batch observer of a model; ``None`` when metrics are off."""
-        return self.metrics.model(name, version) if self.metrics is not None else None
+    def model(
+        self, name: str, version: str | None, *, batched: bool = False, queue_depth: Callable[[], int] | None = None
+    ) -> ModelMetrics | None:
+        """The stage and stream observer of a model; ``None`` when metrics are off.
+
+        Args:
+            name: The model's name.
+            version: Its version, if any.
+            batched: Whether its batches can hold more than one request.
+            queue_depth: Requests waiting in its queue right now (read before a scrape).
+        """
+        if self.metrics is None:
+            return None
+        return self.metrics.model(name, version, batched=batched, queue_depth=queue_depth)
 
     def process_started(self) -> None:
         """Prepare this process (logging handler, metric children); runs on each process's first request."""
@@ -120,7 +131,7 @@ class EndpointObserver:
     def _model_name(self) -> str | None:
         model = self._model
         if model is _UNRESOLVED:
-            pipeline = self._obs.model_of(self.route) if self.route is not None else None
+            pipeline = self._obs.pipeline_of(self.route) if self.route is not None else None
             model = self._model = pipeline.config.name if pipeline is not None else None
         return model  # type: ignore[return-value]
 
@@ -130,7 +141,9 @@ class EndpointObserver:
         else:
             method, route = self.method or req.method, self.route
         latency_ms = seconds * 1000.0
-        model = self._model_name()
+        model = self._model
+        if model is _UNRESOLVED:
+            model = self._model_name()
         batch = req.context.get("batch_size")
         request_id = req.request_id
         args: tuple[object, ...]
