@@ -44,6 +44,7 @@ _INPUT_ERRORS = (KeyError, IndexError, TypeError, ValueError)
 # What post_process returns most often, none of them a stream: is_stream answers for them without the ABC check.
 _PLAIN = frozenset({dict, list, tuple, str, bytes, bytearray, int, float, bool, type(None)})
 _perf_counter = time.perf_counter
+_JSON = json.JSON_CONTENT_TYPE
 
 
 class StageObserver(Protocol):
@@ -303,7 +304,7 @@ class Pipeline:
     def decode(self, req: Request) -> Any:
         """The body as ``pre_process`` receives it: parsed JSON, or raw bytes for a declared non-JSON type."""
         media_type = req.content_type
-        if self._accepts_json and (media_type is None or json.is_json(media_type)):
+        if self._accepts_json and (media_type is None or media_type == _JSON or json.is_json(media_type)):
             body = read_body(req)
             if not body:
                 raise BadRequest("The request body is empty; send a JSON document.")
@@ -348,16 +349,14 @@ class Pipeline:
         return self._predict(input_data, req, arrival)
 
     def _predict(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
-        if arrival is not None:
-            return self._run(input_data, req, arrival)
-        if self._announces:
+        if arrival is None and self._announces:
             # Announced while in pre_process, so a batch being formed waits for it; withdrawn on any exit
-            # that does not reach the queue.
+            # that does not reach the queue. (Unbatched, nobody waits for announced requests.)
             with self.batcher.arrival() as arrival:
                 return self._run(input_data, req, arrival)
-        return self._run(input_data, req, self.batcher.arrival())
+        return self._run(input_data, req, arrival)
 
-    def _run(self, input_data: Any, req: Request, arrival: Arrival) -> Any:
+    def _run(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
         timeout = self._timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
         observer = self._observer
@@ -389,10 +388,10 @@ class Pipeline:
             observer.stage_finished("post_process", _perf_counter() - started)
         return result
 
-    def _through_queue(self, arrival: Arrival, processed: Any, deadline: float | None, req: Request) -> Any:
+    def _through_queue(self, arrival: Arrival | None, processed: Any, deadline: float | None, req: Request) -> Any:
         """The input through the queue; what the queue answered is handed to the observer."""
         try:
-            answer: Answer = arrival.answer(processed, deadline)
+            answer: Answer = self.batcher.answer(processed, deadline, arrival=arrival)
         except GatewayTimeout:  # expired in the queue
             self._rejected("timeout")
             raise

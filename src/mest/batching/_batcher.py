@@ -216,11 +216,11 @@ class Arrival:
 
     def answer(self, data: Any, deadline: float | None = None) -> Answer:
         """:meth:`Batcher.answer` for one of the announced requests."""
-        return self._batcher._answer(data, deadline, self)
+        return self._batcher.answer(data, deadline, arrival=self)
 
     def submit(self, data: Any, deadline: float | None = None) -> Any:
         """:meth:`Batcher.submit` for one of the announced requests."""
-        return self._batcher._answer(data, deadline, self).value()
+        return self._batcher.answer(data, deadline, arrival=self).value()
 
 
 class Batcher:
@@ -317,22 +317,20 @@ class Batcher:
             GatewayTimeout: The deadline passed (if still queued, the input never reached the model).
             InferenceError: ``infer`` raised (``__cause__`` is the original) or returned a wrong-length batch.
         """
-        return self._answer(data, deadline, None).value()
+        return self.answer(data, deadline).value()
 
-    def answer(self, data: Any, deadline: float | None = None) -> Answer:
+    def answer(self, data: Any, deadline: float | None = None, *, arrival: Arrival | None = None) -> Answer:
         """Run ``data`` through the model and return its :class:`Answer`.
 
         Args:
             data: One processed input.
             deadline: ``time.monotonic()`` value after which the request is answered 504.
+            arrival: The :meth:`arrival` this request was announced with, if it was.
 
         Raises:
             ServiceUnavailable: The queue is full (``Retry-After`` is set): the input never reached the model.
             GatewayTimeout: The deadline passed while the input was queued: it never reached the model.
         """
-        return self._answer(data, deadline, None)
-
-    def _answer(self, data: Any, deadline: float | None, arrival: Arrival | None) -> Answer:
         st = self._st
         if st is None or st.pid != PROCESS.pid:
             st = self._new_state()
