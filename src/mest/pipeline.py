@@ -179,8 +179,10 @@ class Pipeline:
             )
         self.batcher = queue if queue is not None else new_queue(predictor, config)
         self._timeout_s = config.timeout_s
-        # Unbatched, nobody waits for announced requests: no arrival to enter and leave per request.
-        self._announces = config.max_batch_size > 1
+        # Unbatched, nobody waits for announced requests: no arrival to enter and leave, straight to _run.
+        self._predict: Callable[[Any, Request, Arrival | None], Any] = (
+            self._announced if config.max_batch_size > 1 else self._run
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -348,13 +350,13 @@ class Pipeline:
             self._require_ready()
         return self._predict(input_data, req, arrival)
 
-    def _predict(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
-        if arrival is None and self._announces:
-            # Announced while in pre_process, so a batch being formed waits for it; withdrawn on any exit
-            # that does not reach the queue. (Unbatched, nobody waits for announced requests.)
-            with self.batcher.arrival() as arrival:
-                return self._run(input_data, req, arrival)
-        return self._run(input_data, req, arrival)
+    def _announced(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
+        """``_run`` for a batched model: announced while in ``pre_process``, so a batch being formed waits for
+        it; withdrawn on any exit that does not reach the queue."""
+        if arrival is not None:  # the caller announced it
+            return self._run(input_data, req, arrival)
+        with self.batcher.arrival() as arrival:
+            return self._run(input_data, req, arrival)
 
     def _run(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
         timeout = self._timeout_s
