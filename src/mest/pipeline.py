@@ -239,7 +239,7 @@ class Pipeline:
         result = self._predict(self.decode(req), req, None)
         if isinstance(result, Response):
             return result
-        if is_stream(result):
+        if type(result) not in _PLAIN and is_stream(result):  # the type check: no call for plain results
             return self.open_stream(result, req, started=started)
         schema = self.response_schema
         if schema is None:
