@@ -10,8 +10,11 @@ Usage::
 
     python bench/overhead.py                 # trivial model (isolates Mest's own cost)
     python bench/overhead.py --model iris    # the seed's LogisticRegression (needs examples/iris trained)
+    python bench/overhead.py --pipeline      # also Mest's pipeline alone (decode, stages, queue, metrics)
 
-Prints the median over repeats of µs per request for each app, and Mest's overhead in µs.
+Prints the median over repeats of µs per request for each app, and Mest's overhead in µs. ``--pipeline`` adds
+the model's ``Pipeline`` called directly with a ready-made ``mest.api.Request`` (no adapter, no endpoint
+wrapper, no access line): the share of the pipeline, the queue and the model's metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import orjson
 
 from mest import Mest
+from mest.api import Request
 from mest.predictors import PredictorBase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,26 +110,42 @@ def per_request_us(app: Callable[..., Iterable[bytes]], n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
+def pipeline_us(app: Mest, n: int) -> float:
+    pipeline = app.pipelines[0]
+    headers = {"content-type": "application/json"}
+    requests = [Request("POST", "/api/v1/predict", headers=headers, body=BODY) for _ in range(n)]
+    started = time.perf_counter()
+    for req in requests:
+        pipeline(req)
+    return (time.perf_counter() - started) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["trivial", "iris"], default="trivial")
     parser.add_argument("-n", type=int, default=20000, help="requests per repeat")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--pipeline", action="store_true", help="also time the pipeline alone")
     args = parser.parse_args()
     # Mest's zero-configuration handler (what a bare `gunicorn app:app` gets) writes to stderr: send it nowhere.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     predict = load_model(args.model)
-    apps = {"mest": mest_app(predict), "falcon": falcon_app(predict)}
+    mest = mest_app(predict)
+    apps = {"mest": mest, "falcon": falcon_app(predict)}
     outputs = {name: b"".join(app(environ(), _start_response)) for name, app in apps.items()}
     assert orjson.loads(outputs["mest"]) == orjson.loads(outputs["falcon"]), outputs
     samples: dict[str, list[float]] = {name: [] for name in apps}
+    if args.pipeline:
+        samples["pipeline"] = []
     for _ in range(args.repeats):  # alternate, so drift on a noisy machine hits both alike
         for name, app in apps.items():
             samples[name].append(per_request_us(app, args.n))
+        if args.pipeline:
+            samples["pipeline"].append(pipeline_us(mest, args.n))
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"model={args.model} n={args.n} repeats={args.repeats}")
     for name, value in med.items():
-        print(f"  {name:<7} {value:8.1f} µs/request (min {min(samples[name]):.1f})")
+        print(f"  {name:<8} {value:8.1f} µs/request (min {min(samples[name]):.1f})")
     print(
         f"  overhead {med['mest'] - med['falcon']:8.1f} µs/request (min-to-min "
         f"{min(samples['mest']) - min(samples['falcon']):.1f})"
