@@ -198,6 +198,96 @@ def test_without_batching_infer_gets_single_items_in_fifo_order() -> None:
     assert model.batches == [["leader"], *[[i] for i in range(6)]]
 
 
+# -- what the queue answers, and arrivals ----------------------------------------------------------------
+
+
+class AnswerCall(Call):
+    """``batcher.answer(data)`` on its own thread."""
+
+    def _run(self, queue: Batcher | Arrival, data: Any, deadline: float | None) -> None:
+        try:
+            self.value = queue.answer(data, deadline)
+        except BaseException as exc:
+            self.error = exc
+
+
+def test_the_request_that_ran_a_batch_gets_its_figures_the_others_its_size(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=4, max_batch_delay_s=HOUR_S)
+    leader, gate = hold_leader(batcher, model)
+    calls = [AnswerCall(batcher, f"q{i}") for i in range(3)]
+    wait_until(lambda: batcher.queue_depth == 3, "3 requests queued")
+    gate.set()
+    assert leader.result() == ("answer", "leader")
+    answers = [call.result() for call in calls]
+    assert [a.result for a in answers] == [("answer", f"q{i}") for i in range(3)]
+    assert all(a.error is None and a.batch_size == 3 for a in answers)
+    ran = [a for a in answers if a.queue_waits]
+    assert len(ran) == 1  # reported once per batch
+    assert len(ran[0].queue_waits) == 3 and all(wait >= 0 for wait in ran[0].queue_waits)
+    assert ran[0].infer_seconds >= 0 and ran[0].queue_depth == 0
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+def test_an_idle_model_answers_with_a_batch_of_one(max_batch_size: int) -> None:
+    model = Model(batched=max_batch_size > 1)
+    answer = Batcher(model, max_batch_size=max_batch_size).answer("solo")
+    assert (answer.result, answer.error, answer.batch_size) == (("answer", "solo"), None, 1)
+    assert len(answer.queue_waits) == 1 and answer.infer_seconds >= 0
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+def test_a_failed_batch_is_an_answer_with_its_error_and_its_figures(max_batch_size: int) -> None:
+    model = Model(batched=max_batch_size > 1)
+    model.fail_on.add("bad")
+    answer = Batcher(model, max_batch_size=max_batch_size).answer("bad")
+    assert isinstance(answer.error, InferenceError) and answer.result is None
+    assert isinstance(answer.error.__cause__, RuntimeError)
+    assert answer.batch_size == 1 and len(answer.queue_waits) == 1  # still reported: the model ran
+    with pytest.raises(InferenceError):
+        answer.value()
+
+
+def test_an_answer_after_the_deadline_carries_a_timeout(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=4)
+    deadline = time.monotonic() + 0.05
+    gate = model.hold("slow")
+    slow = AnswerCall(batcher, "slow", deadline=deadline)
+    wait_until(lambda: time.monotonic() > deadline and "slow" in model.seen, "the deadline passed in infer")
+    gate.set()
+    answer = slow.result()
+    assert isinstance(answer.error, GatewayTimeout) and answer.result is None
+    assert answer.batch_size == 1 and answer.queue_waits  # its batch ran: its figures are still reported
+
+
+def test_leaving_an_arrival_on_an_exception_withdraws_it(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with pytest.raises(ValueError), batcher.arrival():
+        raise ValueError("pre_process failed")
+    # Had the announcement stayed, this request would wait the hour-long delay for it.
+    assert Call(batcher, "next").result() == ("answer", "next")
+
+
+def test_an_arrival_of_several_withdraws_only_those_that_did_not_come(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with batcher.arrival(3) as wave:
+        first = Call(wave, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first input queued")
+        second = Call(wave, "second")
+        wait_until(lambda: batcher.queue_depth == 2, "the second input queued")
+        assert not first.done()  # the batch waits for the third input
+    # The third never came: leaving the block withdrew it, and the batch left with the two.
+    assert first.result() == ("answer", "first") and second.result() == ("answer", "second")
+    assert model.batches == [["first", "second"]]
+    assert wave.submit("late") == ("answer", "late")  # after the block: unannounced, as any request
+
+
+def test_an_unbatched_queue_announces_nothing() -> None:
+    batcher = Batcher(Model(batched=False), max_batch_size=1)
+    with batcher.arrival() as arrival:
+        assert arrival is batcher.arrival()  # one shared arrival: nothing to count, nothing to withdraw
+        assert arrival.submit("x") == ("answer", "x")
+
+
 # -- overload and deadlines ---------------------------------------------------------------------------
 
 
