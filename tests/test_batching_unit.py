@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mest import Mest
+from mest.api import Request
 from mest.batching import Arrival, Batcher, BatchSizeMismatch
 from mest.errors import BadRequest, GatewayTimeout, InferenceError, ServiceUnavailable
 from mest.predictors import PredictorBase
@@ -279,6 +280,42 @@ def test_an_arrival_of_several_withdraws_only_those_that_did_not_come(model: Mod
     assert first.result() == ("answer", "first") and second.result() == ("answer", "second")
     assert model.batches == [["first", "second"]]
     assert wave.submit("late") == ("answer", "late")  # after the block: unannounced, as any request
+
+
+def test_one_input_of_a_wave_that_fails_is_withdrawn_at_once(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with batcher.arrival(2) as wave:
+        first = Call(wave.one(), "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first input queued")
+        with pytest.raises(ValueError), wave.one():  # the other input fails before reaching the queue
+            raise ValueError("pre_process failed")
+        # Still inside the wave's block: the batch left without waiting the hour for the failed input.
+        assert first.result() == ("answer", "first")
+    assert model.batches == [["first"]]
+
+
+def test_a_pipeline_input_of_a_wave_that_fails_does_not_hold_the_others() -> None:
+    class Doubler(PredictorBase):
+        def pre_process(self, input_data: Any, req: Request) -> Any:
+            return float(input_data["x"])  # KeyError, ValueError: 400
+
+        def infer(self, processed_data: Any) -> Any:
+            return [2 * x for x in processed_data]
+
+    app = Mest()
+    app.add_inference_handler(Doubler(), "/double", max_batch_size=8, max_batch_delay_ms=HOUR_S * 1000)
+    pipeline = app.pipelines[0]
+    req = Request("POST", "/double")
+    with pipeline.batcher.arrival(2) as wave:
+        good: list[Any] = []
+        thread = threading.Thread(target=lambda: good.append(pipeline.predict({"x": 21}, req, arrival=wave)))
+        thread.daemon = True
+        thread.start()
+        wait_until(lambda: pipeline.batcher.queue_depth == 1, "the good input queued")
+        with pytest.raises(BadRequest):
+            pipeline.predict({"nope": 1}, req, arrival=wave)
+        thread.join(LIMIT_S)
+        assert good == [42.0]
 
 
 def test_an_unbatched_queue_announces_nothing() -> None:

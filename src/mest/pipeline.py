@@ -180,9 +180,7 @@ class Pipeline:
         self.batcher = queue if queue is not None else new_queue(predictor, config)
         self._timeout_s = config.timeout_s
         # Unbatched, nobody waits for announced requests: no arrival to enter and leave, straight to _run.
-        self._predict: Callable[[Any, Request, Arrival | None], Any] = (
-            self._announced if config.max_batch_size > 1 else self._run
-        )
+        self._predict: Callable[[Any, Request], Any] = self._announced if config.max_batch_size > 1 else self._run
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -236,7 +234,7 @@ class Pipeline:
         started = _perf_counter()
         if self._ready_pid != PROCESS.pid:
             self._require_ready()
-        result = self._predict(self.decode(req), req, None)
+        result = self._predict(self.decode(req), req)
         if isinstance(result, Response):
             return result
         if type(result) not in _PLAIN and is_stream(result):  # the type check: no call for plain results
@@ -346,19 +344,24 @@ class Pipeline:
                 it calls: a request with several inputs (OpenAI embeddings) announces them all before running
                 any, so the batch being formed waits for all of them instead of leaving with the first.
         """
-        if self._ready_pid != PROCESS.pid:
-            self._require_ready()
-        return self._predict(input_data, req, arrival)
+        if arrival is None:
+            if self._ready_pid != PROCESS.pid:
+                self._require_ready()
+            return self._predict(input_data, req)
+        # This input's share of the caller's announcement, withdrawn on any exit that does not reach the queue
+        # (not ready, pre_process failed): the others' batch need not wait for it.
+        with arrival.one() as own:
+            if self._ready_pid != PROCESS.pid:
+                self._require_ready()
+            return self._run(input_data, req, own)
 
-    def _announced(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
+    def _announced(self, input_data: Any, req: Request) -> Any:
         """``_run`` for a batched model: announced while in ``pre_process``, so a batch being formed waits for
         it; withdrawn on any exit that does not reach the queue."""
-        if arrival is not None:  # the caller announced it
-            return self._run(input_data, req, arrival)
         with self.batcher.arrival() as arrival:
             return self._run(input_data, req, arrival)
 
-    def _run(self, input_data: Any, req: Request, arrival: Arrival | None) -> Any:
+    def _run(self, input_data: Any, req: Request, arrival: Arrival | None = None) -> Any:
         timeout = self._timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
         observer = self._observer

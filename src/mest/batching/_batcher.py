@@ -214,6 +214,19 @@ class Arrival:
         if self._pending:
             self._batcher._withdraw(self)
 
+    def one(self) -> Arrival:
+        """One of the announced requests, as an arrival of its own: leaving its ``with`` block withdraws it
+        alone if it did not reach the queue (one failed input of a wave must not hold the batch for the
+        others' delay), while the rest stay announced. After the block of this arrival, an unannounced one."""
+        st = self._st
+        if st is None:
+            return self  # announces nothing (unbatched)
+        with st.lock:
+            if not self._pending:
+                return self._batcher._unannounced
+            self._pending -= 1
+        return Arrival(self._batcher, st, 1)
+
     def answer(self, data: Any, deadline: float | None = None) -> Answer:
         """:meth:`Batcher.answer` for one of the announced requests."""
         return self._batcher.answer(data, deadline, arrival=self)
