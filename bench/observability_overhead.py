@@ -72,7 +72,7 @@ access = sys.argv[1] == "access"  # else "metrics"
 n = int(sys.argv[2])
 repeats = int(sys.argv[3])
 sys.stderr = open(os.devnull, "w")  # Mest's own zero-configuration handler writes there
-obs = Observability(lambda route: None, metrics=not access, access_log=access)
+obs = Observability(metrics=not access, access_log=access)
 endpoint = obs.endpoint("POST", "/echo")
 model = obs.model("echo", None)
 req, resp = Request("POST", "/echo"), Response(b"", 200)
@@ -83,8 +83,7 @@ def one_request():
     endpoint.begin()
     if model is not None:
         model.stage_finished("pre_process", 0.0001)
-        model.batch_observer.batch_started(1, (0.00001,))
-        model.stage_finished("infer", 0.0002)
+        model.batch_ran(1, (0.00001,), 0.0002, 0)
         model.stage_finished("post_process", 0.0001)
     endpoint.end(req, resp, 0.0005)
 

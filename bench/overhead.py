@@ -11,8 +11,11 @@ Usage::
     python bench/overhead.py                 # trivial model (isolates Mest's own cost)
     python bench/overhead.py --model iris    # the seed's LogisticRegression (needs examples/iris trained)
     python bench/overhead.py --adapters      # also: every request through falcon's router, and PlainWSGI
+    python bench/overhead.py --pipeline      # also Mest's pipeline alone (decode, stages, queue, metrics)
 
-Prints the median over repeats of µs per request for each app, and Mest's overhead in µs.
+Prints the median over repeats of µs per request for each app, and Mest's overhead in µs. ``--pipeline`` adds
+the model's ``Pipeline`` called directly with a ready-made ``mest.api.Request`` (no adapter, no endpoint
+wrapper, no access line): the share of the pipeline, the queue and the model's metrics.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import orjson
 
 from mest import Mest
+from mest.api import Request
 from mest.predictors import PredictorBase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +111,16 @@ def per_request_us(app: Callable[..., Iterable[bytes]], n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
+def pipeline_us(app: Mest, n: int) -> float:
+    pipeline = app.pipelines[0]
+    headers = {"content-type": "application/json"}
+    requests = [Request("POST", "/api/v1/predict", headers=headers, body=BODY) for _ in range(n)]
+    started = time.perf_counter()
+    for req in requests:
+        pipeline(req)
+    return (time.perf_counter() - started) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["trivial", "iris"], default="trivial")
@@ -117,11 +131,13 @@ def main() -> None:
         help="also Mest on a falcon app passed in (every request through falcon's router and objects) and on "
         "the dependency-free PlainWSGI adapter",
     )
+    parser.add_argument("--pipeline", action="store_true", help="also time the pipeline alone")
     args = parser.parse_args()
     # Mest's zero-configuration handler (what a bare `gunicorn app:app` gets) writes to stderr: send it nowhere.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     predict = load_model(args.model)
-    apps: dict[str, Callable[..., Iterable[bytes]]] = {"mest": mest_app(predict), "falcon": falcon_app(predict)}
+    mest = mest_app(predict)
+    apps: dict[str, Callable[..., Iterable[bytes]]] = {"mest": mest, "falcon": falcon_app(predict)}
     if args.adapters:
         from mest.webframeworks.falcon import FalconFramework
         from mest.webframeworks.wsgi import PlainWSGI
@@ -132,9 +148,13 @@ def main() -> None:
     for name in apps:
         assert orjson.loads(outputs[name]) == orjson.loads(outputs["falcon"]), outputs
     samples: dict[str, list[float]] = {name: [] for name in apps}
+    if args.pipeline:
+        samples["pipeline"] = []
     for _ in range(args.repeats):  # alternate, so drift on a noisy machine hits both alike
         for name, app in apps.items():
             samples[name].append(per_request_us(app, args.n))
+        if args.pipeline:
+            samples["pipeline"].append(pipeline_us(mest, args.n))
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"model={args.model} n={args.n} repeats={args.repeats}")
     for name, value in med.items():

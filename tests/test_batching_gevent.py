@@ -63,7 +63,7 @@ def test_greenlets_that_arrive_while_the_leader_yields_share_its_batch() -> None
 def test_a_leader_waiting_for_stragglers_lets_the_event_loop_run() -> None:
     result = run_scenario("""
         batcher = Batcher(infer, max_batch_size=8, max_batch_delay_s=60.0)
-        batcher.announce()                      # a request still in pre_process
+        coming = batcher.arrival()              # a request still in pre_process
         leader = gevent.spawn(batcher.submit, "leader")
         ticks = 0
 
@@ -72,7 +72,7 @@ def test_a_leader_waiting_for_stragglers_lets_the_event_loop_run() -> None:
             for _ in range(20):                 # runs only if the leader's wait yields to the loop
                 gevent.sleep(0.001)
                 ticks += 1
-            return batcher.submit("straggler", announced=True)
+            return coming.submit("straggler")
 
         late = gevent.spawn(straggler)
         with gevent.Timeout(20):

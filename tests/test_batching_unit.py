@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from mest import Mest
-from mest.batching import Batcher, BatchSizeMismatch
+from mest.api import Request
+from mest.batching import Arrival, Batcher, BatchSizeMismatch
 from mest.errors import BadRequest, GatewayTimeout, InferenceError, ServiceUnavailable
 from mest.predictors import PredictorBase
 from mest.testing import TestClient
@@ -66,17 +67,18 @@ class Model:
 
 
 class Call:
-    """``batcher.submit(data)`` on its own thread; ``result()`` re-raises what it raised."""
+    """``queue.submit(data)`` on its own thread (a batcher, or an arrival announced to it); ``result()``
+    re-raises what it raised."""
 
-    def __init__(self, batcher: Batcher, data: Any, deadline: float | None = None, announced: bool = False):
+    def __init__(self, queue: Batcher | Arrival, data: Any, deadline: float | None = None):
         self.value: Any = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(batcher, data, deadline, announced), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(queue, data, deadline), daemon=True)
         self.thread.start()
 
-    def _run(self, batcher: Batcher, data: Any, deadline: float | None, announced: bool) -> None:
+    def _run(self, queue: Batcher | Arrival, data: Any, deadline: float | None) -> None:
         try:
-            self.value = batcher.submit(data, deadline, announced=announced)
+            self.value = queue.submit(data, deadline)
         except BaseException as exc:
             self.error = exc
 
@@ -166,22 +168,21 @@ def test_an_idle_request_is_dispatched_without_waiting_for_the_delay(model: Mode
 
 def test_the_leader_waits_for_announced_requests_and_batches_them(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()  # a second request is in pre_process
-    first = Call(batcher, "first")
-    wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
-    assert not first.done()  # it waits for the announced one instead of dispatching alone
-    second = Call(batcher, "second", announced=True)
-    assert first.result() == ("answer", "first")
-    assert second.result() == ("answer", "second")
+    with batcher.arrival() as coming:  # a second request is in pre_process
+        first = Call(batcher, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
+        assert not first.done()  # it waits for the announced one instead of dispatching alone
+        second = Call(coming, "second")
+        assert first.result() == ("answer", "first")
+        assert second.result() == ("answer", "second")
     assert model.batches == [["first", "second"]]
 
 
 def test_a_withdrawn_announcement_releases_the_waiting_leader(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()
-    first = Call(batcher, "first")
-    wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
-    batcher.withdraw()  # its pre_process failed: nobody is coming any more
+    with batcher.arrival():  # leaving the block withdraws: its pre_process failed, nobody is coming any more
+        first = Call(batcher, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first request queued")
     assert first.result() == ("answer", "first")
     assert model.batches == [["first"]]
 
@@ -196,6 +197,132 @@ def test_without_batching_infer_gets_single_items_in_fifo_order() -> None:
     assert leader.result() == ("answer", "leader")
     assert [c.result() for c in calls] == [("answer", i) for i in range(6)]
     assert model.batches == [["leader"], *[[i] for i in range(6)]]
+
+
+# -- what the queue answers, and arrivals ----------------------------------------------------------------
+
+
+class AnswerCall(Call):
+    """``batcher.answer(data)`` on its own thread."""
+
+    def _run(self, queue: Batcher | Arrival, data: Any, deadline: float | None) -> None:
+        try:
+            self.value = queue.answer(data, deadline)
+        except BaseException as exc:
+            self.error = exc
+
+
+def test_the_request_that_ran_a_batch_gets_its_figures_the_others_its_size(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=4, max_batch_delay_s=HOUR_S)
+    leader, gate = hold_leader(batcher, model)
+    calls = [AnswerCall(batcher, f"q{i}") for i in range(3)]
+    wait_until(lambda: batcher.queue_depth == 3, "3 requests queued")
+    gate.set()
+    assert leader.result() == ("answer", "leader")
+    answers = [call.result() for call in calls]
+    assert [a.result for a in answers] == [("answer", f"q{i}") for i in range(3)]
+    assert all(a.error is None and a.batch_size == 3 for a in answers)
+    ran = [a for a in answers if a.queue_waits]
+    assert len(ran) == 1  # reported once per batch
+    assert len(ran[0].queue_waits) == 3 and all(wait >= 0 for wait in ran[0].queue_waits)
+    assert ran[0].infer_seconds >= 0 and ran[0].queue_depth == 0
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+def test_an_idle_model_answers_with_a_batch_of_one(max_batch_size: int) -> None:
+    model = Model(batched=max_batch_size > 1)
+    answer = Batcher(model, max_batch_size=max_batch_size).answer("solo")
+    assert (answer.result, answer.error, answer.batch_size) == (("answer", "solo"), None, 1)
+    assert len(answer.queue_waits) == 1 and answer.infer_seconds >= 0
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+def test_a_failed_batch_is_an_answer_with_its_error_and_its_figures(max_batch_size: int) -> None:
+    model = Model(batched=max_batch_size > 1)
+    model.fail_on.add("bad")
+    answer = Batcher(model, max_batch_size=max_batch_size).answer("bad")
+    assert isinstance(answer.error, InferenceError) and answer.result is None
+    assert isinstance(answer.error.__cause__, RuntimeError)
+    assert answer.batch_size == 1 and len(answer.queue_waits) == 1  # still reported: the model ran
+    with pytest.raises(InferenceError):
+        answer.value()
+
+
+def test_an_answer_after_the_deadline_carries_a_timeout(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=4)
+    deadline = time.monotonic() + 0.05
+    gate = model.hold("slow")
+    slow = AnswerCall(batcher, "slow", deadline=deadline)
+    wait_until(lambda: time.monotonic() > deadline and "slow" in model.seen, "the deadline passed in infer")
+    gate.set()
+    answer = slow.result()
+    assert isinstance(answer.error, GatewayTimeout) and answer.result is None
+    assert answer.batch_size == 1 and answer.queue_waits  # its batch ran: its figures are still reported
+
+
+def test_leaving_an_arrival_on_an_exception_withdraws_it(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with pytest.raises(ValueError), batcher.arrival():
+        raise ValueError("pre_process failed")
+    # Had the announcement stayed, this request would wait the hour-long delay for it.
+    assert Call(batcher, "next").result() == ("answer", "next")
+
+
+def test_an_arrival_of_several_withdraws_only_those_that_did_not_come(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with batcher.arrival(3) as wave:
+        first = Call(wave, "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first input queued")
+        second = Call(wave, "second")
+        wait_until(lambda: batcher.queue_depth == 2, "the second input queued")
+        assert not first.done()  # the batch waits for the third input
+    # The third never came: leaving the block withdrew it, and the batch left with the two.
+    assert first.result() == ("answer", "first") and second.result() == ("answer", "second")
+    assert model.batches == [["first", "second"]]
+    assert wave.submit("late") == ("answer", "late")  # after the block: unannounced, as any request
+
+
+def test_one_input_of_a_wave_that_fails_is_withdrawn_at_once(model: Model) -> None:
+    batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
+    with batcher.arrival(2) as wave:
+        first = Call(wave.one(), "first")
+        wait_until(lambda: batcher.queue_depth == 1, "the first input queued")
+        with pytest.raises(ValueError), wave.one():  # the other input fails before reaching the queue
+            raise ValueError("pre_process failed")
+        # Still inside the wave's block: the batch left without waiting the hour for the failed input.
+        assert first.result() == ("answer", "first")
+    assert model.batches == [["first"]]
+
+
+def test_a_pipeline_input_of_a_wave_that_fails_does_not_hold_the_others() -> None:
+    class Doubler(PredictorBase):
+        def pre_process(self, input_data: Any, req: Request) -> Any:
+            return float(input_data["x"])  # KeyError, ValueError: 400
+
+        def infer(self, processed_data: Any) -> Any:
+            return [2 * x for x in processed_data]
+
+    app = Mest()
+    app.add_inference_handler(Doubler(), "/double", max_batch_size=8, max_batch_delay_ms=HOUR_S * 1000)
+    pipeline = app.pipelines[0]
+    req = Request("POST", "/double")
+    with pipeline.batcher.arrival(2) as wave:
+        good: list[Any] = []
+        thread = threading.Thread(target=lambda: good.append(pipeline.predict({"x": 21}, req, arrival=wave)))
+        thread.daemon = True
+        thread.start()
+        wait_until(lambda: pipeline.batcher.queue_depth == 1, "the good input queued")
+        with pytest.raises(BadRequest):
+            pipeline.predict({"nope": 1}, req, arrival=wave)
+        thread.join(LIMIT_S)
+        assert good == [42.0]
+
+
+def test_an_unbatched_queue_announces_nothing() -> None:
+    batcher = Batcher(Model(batched=False), max_batch_size=1)
+    with batcher.arrival() as arrival:
+        assert arrival is batcher.arrival()  # one shared arrival: nothing to count, nothing to withdraw
+        assert arrival.submit("x") == ("answer", "x")
 
 
 # -- overload and deadlines ---------------------------------------------------------------------------
@@ -235,12 +362,11 @@ def test_a_request_that_times_out_in_the_queue_never_reaches_the_model(model: Mo
 
 def test_a_leader_waiting_for_stragglers_times_out_without_running_the_model(model: Model) -> None:
     batcher = Batcher(model, max_batch_size=8, max_batch_delay_s=HOUR_S)
-    batcher.announce()  # a straggler that never comes
-    lonely = Call(batcher, "lonely", deadline=time.monotonic() + 0.05)
-    with pytest.raises(GatewayTimeout):
-        lonely.result()
-    assert model.seen == []
-    batcher.withdraw()
+    with batcher.arrival():  # a straggler that never comes
+        lonely = Call(batcher, "lonely", deadline=time.monotonic() + 0.05)
+        with pytest.raises(GatewayTimeout):
+            lonely.result()
+        assert model.seen == []
     assert Call(batcher, "next").result() == ("answer", "next")  # leadership was handed back
 
 

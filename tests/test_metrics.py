@@ -204,6 +204,18 @@ def test_model_ready_and_not_ready(make_app: MakeApp) -> None:
     assert value(text, "mest_rejections_total", model="broken", version="2", reason="not_ready") == 2
 
 
+def test_readiness_of_a_setup_run_before_the_first_request_is_shown(make_app: MakeApp) -> None:
+    # A setup run before the process served anything (a warm-up, a post_fork hook) reports its readiness before
+    # this process's metrics exist; it must still appear once they do.
+    app = make_app()
+    app.add_inference_handler(Echo(), "/echo")
+    app.add_inference_handler(BrokenSetup(), "/broken", name="broken")
+    assert app.pipelines[0].ensure_setup() and not app.pipelines[1].ensure_setup()
+    text = metrics(TestClient(app))
+    assert value(text, "mest_model_ready", model="echo", version="") == 1
+    assert value(text, "mest_model_ready", model="broken", version="") == 0
+
+
 def test_unmatched_requests_share_one_bounded_label_set(make_app: MakeApp) -> None:
     app = make_app()
     client = TestClient(app)

@@ -225,10 +225,12 @@ def test_triton_generate_and_generate_stream(make_app: Callable[..., Mest]) -> N
 
 
 def test_streaming_response_is_public_and_passed_through() -> None:
-    from mest.codecs.body import render
+    from mest.codecs.body import encode_body
 
-    response = StreamingResponse(iter([b"a"]), headers={"Content-Type": sse.SSE_CONTENT_TYPE})
-    assert render(response) is response and list(response.body) == [b"a"]
+    pieces = iter([b"a"])
+    response = StreamingResponse(pieces, headers={"Content-Type": sse.SSE_CONTENT_TYPE})
+    encode_body(response)
+    assert response.body is pieces and list(response.body) == [b"a"]
 
 
 def test_openapi_documents_streams_generate_and_openai_routes(make_app: Callable[..., Mest]) -> None:

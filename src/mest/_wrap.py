@@ -70,12 +70,13 @@ class EndpointWrapper:
         """``responder`` answering ``endpoint`` (``None``: the not-found fallback), wrapped."""
         path = endpoint.path if endpoint is not None else None
         method = endpoint.method if endpoint is not None else None
+        model = endpoint.model if endpoint is not None else None
         max_body_size = self._max_body_size
         drain_bytes = self._drain_bytes
         # Decided once here; both are None (nothing runs per request) unless api_keys or cors_origins is set.
         before = self._access.before(path)
         after = self._access.after()
-        observer = self._observability.endpoint(method, path)  # None with metrics and access log off
+        observer = self._observability.endpoint(method, path, model)  # None with metrics and access log off
         hooks = self._hooks if endpoint is not None and endpoint.model is not None else ()
         failed = self._failed
 

@@ -18,7 +18,7 @@ from .api import Request, Response
 from .endpoints import Endpoint, Operation, Responder
 from .errors import MethodNotAllowed, NotFound
 from .observability import Observability, configure_logging, metrics_endpoint
-from .pipeline import HandlerConfig, Pipeline
+from .pipeline import HandlerConfig, Pipeline, new_queue
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
 from .security import AccessPolicy
@@ -93,12 +93,10 @@ class Mest:
             raise TypeError("web_framework must be an instance of mest.webframeworks.WebFramework")
         self._endpoints: list[Endpoint] = []  # registration order; the implicit HEAD of each GET left out
         self._routes: dict[str, dict[str, Responder]] = {}  # wrapped, by path then method: what adapters get
-        self._model_names: dict[str, str] = {}  # path -> model name, for the observers' labels
         self._pipelines: dict[str, Pipeline] = {}
         self._not_found: list[tuple[str, Callable[[str], str]]] = []  # a provider's 404 wording, by prefix
         self._request_hooks: list[Callable[[Request], None]] = []
         self._observability = Observability(
-            self._model_names.get,
             metrics=self.settings.metrics_path is not None,
             access_log=self.settings.access_log,
             log_format=self.settings.log_format,
@@ -190,15 +188,13 @@ class Mest:
         self._pipelines[route] = pipeline
 
     def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
-        """The predictor's pipeline, with the metrics observers when metrics are on."""
-        metrics = self._observability.model(config.name, config.version)
-        if metrics is None:
-            return Pipeline(predictor, config)
-        pipeline = Pipeline(
-            predictor, config, batch_observer=metrics.batch_observer, stage_observer=metrics, stream_observer=metrics
+        """The predictor's pipeline, with the metrics observers when metrics are on. Its queue is made first:
+        the metrics read the queue's depth, the pipeline hands the metrics what the queue answered."""
+        queue = new_queue(predictor, config)
+        metrics = self._observability.model(
+            config.name, config.version, batched=config.max_batch_size > 1, queue_depth=lambda: queue.queue_depth
         )
-        metrics.pipeline = pipeline
-        return pipeline
+        return Pipeline(predictor, config, queue=queue, stage_observer=metrics, stream_observer=metrics)
 
     def add_endpoint(
         self, method: str, path: str, responder: Responder, *, operation: Operation | None = None
@@ -231,8 +227,6 @@ class Mest:
                 raise ValueError(f"{endpoint.method} {endpoint.path} is already registered.")
         for endpoint in endpoints:
             self._endpoints.append(endpoint)
-            if endpoint.model is not None:
-                self._model_names[endpoint.path] = endpoint.model
             self._route(endpoint.method, endpoint)
             if endpoint.method == "GET" and "HEAD" not in self._routes[endpoint.path]:
                 # RFC 9110 §9.3.2: HEAD answers as GET, without the body (probes and load balancers send it).

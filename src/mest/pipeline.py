@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._process import PROCESS
 from .api import BodyIncomplete, BodyTooLarge, Request, Response
-from .batching import Batcher, BatchObserver
+from .batching import Answer, Arrival, Batcher
 from .codecs import json, sse
 from .errors import (
     BadRequest,
@@ -35,38 +35,36 @@ from .streaming import ItemStream, StreamObserver, error_event_for, streaming_re
 if TYPE_CHECKING:
     from .codecs.schema import Schema
 
-__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "is_stream", "read_body"]
+__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "is_stream", "new_queue", "read_body"]
 
 logger = logging.getLogger("mest.pipeline")
 
 # Exceptions that, raised by pre_process, mean "this input is not what the predictor can process".
 _INPUT_ERRORS = (KeyError, IndexError, TypeError, ValueError)
+# What post_process returns most often, none of them a stream: is_stream answers for them without the ABC check.
+_PLAIN = frozenset({dict, list, tuple, str, bytes, bytearray, int, float, bool, type(None)})
+_perf_counter = time.perf_counter
+_JSON = json.JSON_CONTENT_TYPE
 
 
 class StageObserver(Protocol):
     """Receives what the pipeline alone knows (for metrics, see :mod:`mest.observability`)."""
 
     def stage_finished(self, stage: str, seconds: float) -> None:
-        """``pre_process`` or ``post_process`` (per request), or ``infer`` (per batch) took ``seconds``."""
+        """``pre_process`` or ``post_process`` of one request took ``seconds``."""
+
+    def batch_ran(self, size: int, queue_waits: Sequence[float], infer_seconds: float, queue_depth: int) -> None:
+        """A batch of ``size`` requests ran (once per batch, reported by the request whose thread ran it): how
+        long each waited in the queue, how long ``infer`` took, how many requests it left waiting."""
 
     def rejected(self, reason: str) -> None:
-        """A request got no answer from the model: ``timeout`` (504) or ``not_ready`` (503)."""
+        """A request got no answer from the model: ``timeout`` (504), ``not_ready`` or ``queue_full`` (503)."""
 
     def failed(self, stage: str) -> None:
         """A request failed in ``pre_process`` (its input), ``infer`` or ``post_process`` (called only then)."""
 
     def setup_finished(self, ready: bool) -> None:
         """The predictor's ``setup`` ran in this process."""
-
-
-class _Tagged:
-    """One request's processed input on its way through the batcher, learning the size of its batch."""
-
-    __slots__ = ("batch_size", "data")
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.batch_size = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,21 @@ class HandlerConfig:
 def is_stream(result: Any) -> bool:
     """Whether ``post_process`` returned a stream: an iterator (a generator, typically), never a value that
     merely is iterable (a list, a dict, a string, an array)."""
+    if type(result) in _PLAIN:
+        return False
     return isinstance(result, Iterator) and not isinstance(result, (str, bytes, bytearray, dict))
+
+
+def new_queue(predictor: PredictorBase, config: HandlerConfig) -> Batcher:
+    """The model queue in front of ``predictor.infer`` that ``config`` asks for.
+
+    Made before its pipeline when something else needs it first (the app gives the metrics its depth)."""
+    return Batcher(
+        predictor.infer,
+        max_batch_size=config.max_batch_size,
+        max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
+        max_queue=config.max_queue,
+    )
 
 
 def read_body(req: Request) -> bytes:
@@ -123,6 +135,13 @@ class Pipeline:
 
     Calling the pipeline with a :class:`~mest.api.Request` is the endpoint of the predictor's own route; the
     Open Inference Protocol endpoints reuse :meth:`predict` with their own decoding and encoding.
+
+    Args:
+        predictor: The user's predictor.
+        config: How it is served.
+        queue: Its model queue (default: :func:`new_queue`).
+        stage_observer: Told what only the pipeline knows, and what the queue answered (metrics).
+        stream_observer: Told how streamed responses go.
     """
 
     def __init__(
@@ -130,7 +149,7 @@ class Pipeline:
         predictor: PredictorBase,
         config: HandlerConfig,
         *,
-        batch_observer: BatchObserver | None = None,
+        queue: Batcher | None = None,
         stage_observer: StageObserver | None = None,
         stream_observer: StreamObserver | None = None,
     ) -> None:
@@ -152,42 +171,16 @@ class Pipeline:
         self._setup_lock = threading.Lock()
         self._setup_pid: int | None = None
         self._setup_error: str | None = None
+        self._ready_pid: int | None = None  # the pid whose setup succeeded: one comparison per request
         if self.request_schema is not None and not self._accepts_json:
             raise TypeError(
                 f"{type(predictor).__name__} declares a request_schema but its content_types accept no JSON; "
                 "add 'application/json' to content_types or remove request_schema."
             )
-        self.batcher = Batcher(
-            self._infer_batch if config.max_batch_size > 1 else self._infer_one,
-            max_batch_size=config.max_batch_size,
-            max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
-            max_queue=config.max_queue,
-            observer=batch_observer,
-        )
-        self._infer = predictor.infer
-
-    def _infer_one(self, item: _Tagged) -> Any:
-        item.batch_size = 1
-        observer = self._observer
-        if observer is None:
-            return self._infer(item.data)
-        started = time.perf_counter()
-        try:
-            return self._infer(item.data)
-        finally:
-            observer.stage_finished("infer", time.perf_counter() - started)
-
-    def _infer_batch(self, items: list[_Tagged]) -> Any:
-        size = len(items)
-        for item in items:
-            item.batch_size = size
-        observer = self._observer
-        started = time.perf_counter()
-        try:
-            return self._infer([item.data for item in items])
-        finally:
-            if observer is not None:
-                observer.stage_finished("infer", time.perf_counter() - started)
+        self.batcher = queue if queue is not None else new_queue(predictor, config)
+        self._timeout_s = config.timeout_s
+        # Unbatched, nobody waits for announced requests: no arrival to enter and leave, straight to _run.
+        self._predict: Callable[[Any, Request], Any] = self._announced if config.max_batch_size > 1 else self._run
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -210,6 +203,7 @@ class Pipeline:
             if self._setup_pid != pid:
                 self._setup_error = self._run_setup()
                 self._setup_pid = pid
+                self._ready_pid = pid if self._setup_error is None else None
                 if self._observer is not None:
                     self._observer.setup_finished(self._setup_error is None)
         return self._setup_error is None
@@ -237,12 +231,13 @@ class Pipeline:
     def __call__(self, req: Request) -> Response:
         """The endpoint of the predictor's own route: JSON (or raw bytes) in, ``post_process`` result out
         (streamed, when it is an iterator)."""
-        started = time.perf_counter()
-        self._require_ready()
+        started = _perf_counter()
+        if self._ready_pid != PROCESS.pid:
+            self._require_ready()
         result = self._predict(self.decode(req), req)
         if isinstance(result, Response):
             return result
-        if is_stream(result):
+        if type(result) not in _PLAIN and is_stream(result):  # the type check: no call for plain results
             return self.open_stream(result, req, started=started)
         schema = self.response_schema
         if schema is None:
@@ -309,7 +304,7 @@ class Pipeline:
     def decode(self, req: Request) -> Any:
         """The body as ``pre_process`` receives it: parsed JSON, or raw bytes for a declared non-JSON type."""
         media_type = req.content_type
-        if self._accepts_json and (media_type is None or json.is_json(media_type)):
+        if self._accepts_json and (media_type is None or media_type == _JSON or json.is_json(media_type)):
             body = read_body(req)
             if not body:
                 raise BadRequest("The request body is empty; send a JSON document.")
@@ -331,81 +326,63 @@ class Pipeline:
             return media_type.startswith(pattern[:-1])
         return media_type == pattern or pattern == "*/*"
 
-    def _pre_process(self, input_data: Any, req: Request, announced: bool = False) -> Any:
-        """``pre_process``, with the batcher told a request is on its way, and input errors made 400."""
-        batcher = self.batcher
-        started = time.perf_counter()
-        if not announced:
-            batcher.announce()
-        try:
-            processed = self.predictor.pre_process(input_data, req)
-        except MestError:
-            batcher.withdraw()
-            self._failed("pre_process")
-            raise
-        except _INPUT_ERRORS as exc:
-            batcher.withdraw()
-            self._failed("pre_process")
-            raise BadRequest(_describe_input_error(exc)) from exc
-        except BaseException:
-            batcher.withdraw()
-            raise
-        if self._observer is not None:
-            self._observer.stage_finished("pre_process", time.perf_counter() - started)
-        return processed
-
     def _failed(self, stage: str) -> None:
         if self._observer is not None:
             self._observer.failed(stage)
 
-    def predict(self, input_data: Any, req: Request, *, announced: bool = False) -> Any:
+    def _rejected(self, reason: str) -> None:
+        if self._observer is not None:
+            self._observer.rejected(reason)
+
+    def predict(self, input_data: Any, req: Request, *, arrival: Arrival | None = None) -> Any:
         """Run ``pre_process`` → ``infer`` (through the queue) → ``post_process`` and return the result.
 
         Args:
             input_data: What ``pre_process`` receives.
             req: The request.
-            announced: The caller already called ``batcher.announce()`` for this input. A request with
-                several inputs (OpenAI embeddings) announces them all before submitting any, so the batch
-                being formed waits for all of them instead of leaving with the first.
+            arrival: The caller's own :meth:`~mest.batching.Batcher.arrival` for this input, announced before
+                it calls: a request with several inputs (OpenAI embeddings) announces them all before running
+                any, so the batch being formed waits for all of them instead of leaving with the first.
         """
-        try:
-            self._require_ready()
-        except MestError:
-            if announced:
-                self.batcher.withdraw()
-            raise
-        return self._predict(input_data, req, announced)
+        if arrival is None:
+            if self._ready_pid != PROCESS.pid:
+                self._require_ready()
+            return self._predict(input_data, req)
+        # This input's share of the caller's announcement, withdrawn on any exit that does not reach the queue
+        # (not ready, pre_process failed): the others' batch need not wait for it.
+        with arrival.one() as own:
+            if self._ready_pid != PROCESS.pid:
+                self._require_ready()
+            return self._run(input_data, req, own)
 
-    def _predict(self, input_data: Any, req: Request, announced: bool = False) -> Any:
-        timeout = self.config.timeout_s
+    def _announced(self, input_data: Any, req: Request) -> Any:
+        """``_run`` for a batched model: announced while in ``pre_process``, so a batch being formed waits for
+        it; withdrawn on any exit that does not reach the queue."""
+        with self.batcher.arrival() as arrival:
+            return self._run(input_data, req, arrival)
+
+    def _run(self, input_data: Any, req: Request, arrival: Arrival | None = None) -> Any:
+        timeout = self._timeout_s
         deadline = None if timeout is None else time.monotonic() + timeout
-        predictor = self.predictor
-        batcher = self.batcher
         observer = self._observer
-        processed = self._pre_process(input_data, req, announced)
-        if deadline is not None and time.monotonic() >= deadline:
-            batcher.withdraw()
-            if observer is not None:
-                observer.rejected("timeout")
-            raise GatewayTimeout("The request was not answered within its time limit.")
-        item = _Tagged(processed)
+        started = _perf_counter()
         try:
-            prediction = batcher.submit(item, deadline, announced=True)
-        except GatewayTimeout:
-            if observer is not None:
-                observer.rejected("timeout")
-            raise
-        except ServiceUnavailable:  # the queue is full: counted by the batcher as a rejection
-            raise
+            processed = self.predictor.pre_process(input_data, req)
         except MestError:
-            self._failed("infer")
+            self._failed("pre_process")
             raise
-        finally:
-            if item.batch_size:
-                req.context["batch_size"] = item.batch_size
-        started = time.perf_counter()
+        except _INPUT_ERRORS as exc:
+            self._failed("pre_process")
+            raise BadRequest(_describe_input_error(exc)) from exc
+        if observer is not None:
+            observer.stage_finished("pre_process", _perf_counter() - started)
+        if deadline is not None and time.monotonic() >= deadline:
+            self._rejected("timeout")
+            raise GatewayTimeout("The request was not answered within its time limit.")
+        prediction = self._through_queue(arrival, processed, deadline, req)
+        started = _perf_counter()
         try:
-            result = predictor.post_process(prediction, req)
+            result = self.predictor.post_process(prediction, req)
         except MestError:
             self._failed("post_process")
             raise
@@ -413,5 +390,28 @@ class Pipeline:
             self._failed("post_process")
             raise InferenceError("post_process failed.") from exc
         if observer is not None:
-            observer.stage_finished("post_process", time.perf_counter() - started)
+            observer.stage_finished("post_process", _perf_counter() - started)
         return result
+
+    def _through_queue(self, arrival: Arrival | None, processed: Any, deadline: float | None, req: Request) -> Any:
+        """The input through the queue; what the queue answered is handed to the observer."""
+        try:
+            answer: Answer = self.batcher.answer(processed, deadline, arrival=arrival)
+        except GatewayTimeout:  # expired in the queue
+            self._rejected("timeout")
+            raise
+        except ServiceUnavailable:  # the queue is full
+            self._rejected("queue_full")
+            raise
+        req.context["batch_size"] = answer.batch_size
+        observer = self._observer
+        if observer is not None and answer.queue_waits:
+            observer.batch_ran(answer.batch_size, answer.queue_waits, answer.infer_seconds, answer.queue_depth)
+        error = answer.error
+        if error is not None:
+            if isinstance(error, GatewayTimeout):  # answered after its deadline
+                self._rejected("timeout")
+            else:
+                self._failed("infer")
+            raise error
+        return answer.result

@@ -1,5 +1,5 @@
 """Queueing, deadlines and adaptive batching in front of a predictor's ``infer``."""
 
-from ._batcher import Batcher, BatcherStats, BatchObserver, BatchSizeMismatch
+from ._batcher import Answer, Arrival, Batcher, BatcherStats, BatchSizeMismatch
 
-__all__ = ["BatchObserver", "BatchSizeMismatch", "Batcher", "BatcherStats"]
+__all__ = ["Answer", "Arrival", "BatchSizeMismatch", "Batcher", "BatcherStats"]

@@ -22,6 +22,13 @@ Design (docs/batching.md has the reasoning and the measurements):
   Both steps stop when the oldest queued request has waited ``max_batch_delay``. An idle handler with one
   client therefore pays one yield (microseconds), never the delay; under load, requests that arrive while the
   model is busy form the next batch (continuous batching), and the delay is only an upper bound.
+* **The queue answers, it never calls back.** It calls only ``infer``, and gives each request an
+  :class:`Answer`: its result or its own error, the size of its batch and, for the one request whose thread
+  ran the batch, how long ``infer`` took, how long each request of the batch waited and the queue depth it
+  left behind. Whoever submitted hands that to the metrics; the queue knows no observer.
+* **Arrival is a context manager.** ``with batcher.arrival() as arrival: ... arrival.answer(data)``: the
+  request is announced on entry (the adaptive delay's step 1 waits for it) and, if it never reached the queue (its
+  ``pre_process`` failed, its deadline passed), withdrawn on exit, on every exit.
 * **One request's failure is its own.** Items that time out in the queue are removed before they reach the
   model; an exception in ``infer`` fails only the batch it was raised for, and each request gets its own
   exception object (one instance re-raised in many threads would share and garble its traceback).
@@ -36,17 +43,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any
 
 from .._process import PROCESS
 from ..errors import GatewayTimeout, InferenceError, MestError, ServiceUnavailable
 from ._scheduler import cooperative_yield, gevent_patched
 
-__all__ = ["BatchObserver", "BatchSizeMismatch", "Batcher", "BatcherStats"]
+__all__ = ["Answer", "Arrival", "BatchSizeMismatch", "Batcher", "BatcherStats"]
 
 _QUEUED, _RUNNING, _DONE, _EXPIRED = range(4)
 _TIMEOUT_MESSAGE = "The request was not answered within its time limit."
 _NO_WAIT = (0.0,)
+_perf_counter = time.perf_counter
+_monotonic = time.monotonic
 
 # Guards the (rare) creation of a process's queue state; held only for a few non-blocking statements, and
 # replaced in a forked child in case another thread of the parent held it at the fork.
@@ -66,12 +76,44 @@ class BatchSizeMismatch(InferenceError):
     """A batched ``infer`` returned a different number of results than it was given inputs."""
 
 
-class BatchObserver(Protocol):
-    """Receives what the batcher alone knows (for metrics); called on the leader's thread."""
+class Answer:
+    """What the queue gives back for one input that reached the model.
 
-    def batch_started(self, size: int, queue_waits: Sequence[float]) -> None: ...
+    Attributes:
+        result: What ``infer`` returned for this input (``None`` when ``error`` is set).
+        error: Why there is no result: ``infer`` failed (an ``InferenceError`` chained to what it raised, or the
+            ``MestError`` it raised, a copy per request), or the answer came after the deadline
+            (``GatewayTimeout``: "answered in time, or 504", whoever ran the model).
+        batch_size: Requests in the ``infer`` call that answered this one.
+        queue_waits: Seconds each request of the batch waited in the queue, set only for the request whose
+            thread ran the batch (empty for the others), so per-batch figures are reported once per batch.
+        infer_seconds: How long the batch's ``infer`` took (set with ``queue_waits``).
+        queue_depth: Requests left waiting when the batch started (set with ``queue_waits``).
+    """
 
-    def rejected(self, reason: str) -> None: ...
+    __slots__ = ("batch_size", "error", "infer_seconds", "queue_depth", "queue_waits", "result")
+
+    def __init__(
+        self,
+        result: Any,
+        error: MestError | None,
+        batch_size: int,
+        queue_waits: Sequence[float] = (),
+        infer_seconds: float = 0.0,
+        queue_depth: int = 0,
+    ) -> None:
+        self.result = result
+        self.error = error
+        self.batch_size = batch_size
+        self.queue_waits = queue_waits
+        self.infer_seconds = infer_seconds
+        self.queue_depth = queue_depth
+
+    def value(self) -> Any:
+        """The result, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 @dataclass(frozen=True)
@@ -100,7 +142,9 @@ class BatcherStats:
 
 
 class _Item:
-    __slots__ = ("data", "deadline", "enqueued_at", "error", "event", "lead", "result", "state")
+    __slots__ = (
+        "batch_size", "data", "deadline", "enqueued_at", "error", "event", "lead", "ran", "result", "state",
+    )
 
     def __init__(self, data: Any, deadline: float | None, now: float) -> None:
         self.data = data
@@ -108,9 +152,12 @@ class _Item:
         self.enqueued_at = now
         self.state = _QUEUED
         self.result: Any = None
-        self.error: BaseException | None = None
+        self.error: MestError | None = None
         self.event: threading.Event | None = None
         self.lead = False
+        self.batch_size = 0
+        # The leader's own item: (queue waits, infer seconds, queue depth) of the batch its thread ran.
+        self.ran: tuple[Sequence[float], float, int] | None = None
 
 
 class _State:
@@ -141,6 +188,54 @@ class _State:
         self.max_batch_size_seen = 0
 
 
+class Arrival:
+    """Requests on their way to the queue (still in ``pre_process``), announced so that a batch being formed
+    waits for them; get one from :meth:`Batcher.arrival` and use it as a context manager.
+
+    Each announced request leaves by :meth:`answer` (or :meth:`submit`); leaving the ``with`` block withdraws
+    those that did not (their ``pre_process`` failed, their deadline passed), so a leader never waits for a
+    request that is not coming. After the block, :meth:`answer` still works, unannounced. Thread-safe: the
+    requests of one arrival may be submitted from several threads.
+    """
+
+    __slots__ = ("_batcher", "_pending", "_st")
+
+    def __init__(self, batcher: Batcher, st: _State | None, pending: int) -> None:
+        self._batcher = batcher
+        self._st = st
+        self._pending = pending  # announced, neither submitted nor withdrawn; changed under st.lock
+
+    def __enter__(self) -> Arrival:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pending:
+            self._batcher._withdraw(self)
+
+    def one(self) -> Arrival:
+        """One of the announced requests, as an arrival of its own: leaving its ``with`` block withdraws it
+        alone if it did not reach the queue (one failed input of a wave must not hold the batch for the
+        others' delay), while the rest stay announced. After the block of this arrival, an unannounced one."""
+        st = self._st
+        if st is None:
+            return self  # announces nothing (unbatched)
+        with st.lock:
+            if not self._pending:
+                return self._batcher._unannounced
+            self._pending -= 1
+        return Arrival(self._batcher, st, 1)
+
+    def answer(self, data: Any, deadline: float | None = None) -> Answer:
+        """:meth:`Batcher.answer` for one of the announced requests."""
+        return self._batcher.answer(data, deadline, arrival=self)
+
+    def submit(self, data: Any, deadline: float | None = None) -> Any:
+        """:meth:`Batcher.submit` for one of the announced requests."""
+        return self._batcher.answer(data, deadline, arrival=self).value()
+
+
 class Batcher:
     """Serializes calls to one predictor's ``infer`` per process, batching them when allowed.
 
@@ -150,7 +245,6 @@ class Batcher:
             sequence of the same length.
         max_batch_delay_s: Longest time the oldest queued request waits for a batch to fill.
         max_queue: Requests allowed to wait (not counting the batch being run); beyond it, 503 at once.
-        observer: Optional metrics hooks.
     """
 
     def __init__(
@@ -160,23 +254,27 @@ class Batcher:
         max_batch_size: int = 1,
         max_batch_delay_s: float = 0.005,
         max_queue: int | None = None,
-        observer: BatchObserver | None = None,
     ) -> None:
         self._infer = infer
         self._max_batch_size = max_batch_size
         self._max_batch_delay_s = max_batch_delay_s
         self._max_queue = max_queue
-        self._observer = observer
         self._st: _State | None = None
+        # Without batching nobody waits for announced requests: every arrival is this one, which announces none.
+        self._unannounced = Arrival(self, None, 0)
 
     @property
     def _state(self) -> _State:
         st = self._st
         if st is None or st.pid != PROCESS.pid:
-            with _STATE_LOCK:
-                st = self._st
-                if st is None or st.pid != PROCESS.pid:
-                    st = self._st = _State(self._max_batch_size, self._max_queue)
+            st = self._new_state()
+        return st
+
+    def _new_state(self) -> _State:
+        with _STATE_LOCK:
+            st = self._st
+            if st is None or st.pid != PROCESS.pid:
+                st = self._st = _State(self._max_batch_size, self._max_queue)
         return st
 
     @property
@@ -199,44 +297,63 @@ class Batcher:
                 max_batch_size_seen=st.max_batch_size_seen,
             )
 
-    def announce(self) -> None:
-        """Tell the batcher a request has started and will probably :meth:`submit` soon."""
+    def arrival(self, count: int = 1) -> Arrival:
+        """Announce ``count`` requests that have started and will probably reach the queue soon.
+
+        Use the result as a context manager (see :class:`Arrival`)::
+
+            with batcher.arrival() as arrival:
+                processed = pre_process(data)
+                answer = arrival.answer(processed, deadline)
+        """
         if self._max_batch_size == 1:
-            return  # only a batch being formed waits for announced requests
+            return self._unannounced  # only a batch being formed waits for announced requests
         st = self._state
         with st.lock:
-            st.arriving += 1
+            st.arriving += count
+        return Arrival(self, st, count)
 
-    def withdraw(self) -> None:
-        """Undo :meth:`announce` for a request that failed before reaching the queue."""
-        if self._max_batch_size == 1:
-            return
-        st = self._state
+    def _withdraw(self, arrival: Arrival) -> None:
+        """Undo the announcements of ``arrival`` that never reached the queue."""
+        st = arrival._st
+        assert st is not None
         with st.lock:
-            st.arriving -= 1
-            st.batch_ready.notify()  # a leader waiting for this request need not wait any longer
+            st.arriving -= arrival._pending
+            arrival._pending = 0
+            st.batch_ready.notify()  # a leader waiting for these requests need not wait any longer
 
-    def submit(self, data: Any, deadline: float | None = None, *, announced: bool = False) -> Any:
-        """Run ``data`` through the model and return its own result.
-
-        Args:
-            data: One processed input.
-            deadline: ``time.monotonic()`` value after which the request is answered 504.
-            announced: The caller called :meth:`announce` for this request.
+    def submit(self, data: Any, deadline: float | None = None) -> Any:
+        """Run ``data`` through the model and return its own result (:meth:`answer` tells more).
 
         Raises:
             ServiceUnavailable: The queue is full (``Retry-After`` is set).
             GatewayTimeout: The deadline passed (if still queued, the input never reached the model).
             InferenceError: ``infer`` raised (``__cause__`` is the original) or returned a wrong-length batch.
         """
-        st = self._state
-        now = time.monotonic()
+        return self.answer(data, deadline).value()
+
+    def answer(self, data: Any, deadline: float | None = None, *, arrival: Arrival | None = None) -> Answer:
+        """Run ``data`` through the model and return its :class:`Answer`.
+
+        Args:
+            data: One processed input.
+            deadline: ``time.monotonic()`` value after which the request is answered 504.
+            arrival: The :meth:`arrival` this request was announced with, if it was.
+
+        Raises:
+            ServiceUnavailable: The queue is full (``Retry-After`` is set): the input never reached the model.
+            GatewayTimeout: The deadline passed while the input was queued: it never reached the model.
+        """
+        st = self._st
+        if st is None or st.pid != PROCESS.pid:
+            st = self._new_state()
         item: _Item | None = None
         alone = False
         # Everything is decided under the lock and acted on after it is released: nothing below calls back
-        # into the queue, an observer or the model while holding it.
+        # into the queue or the model while holding it.
         with st.lock:
-            if announced and self._max_batch_size > 1:
+            if arrival is not None and arrival._pending and arrival._st is st:
+                arrival._pending -= 1
                 st.arriving -= 1
             full = self._max_queue is not None and len(st.queue) >= self._max_queue
             if full:
@@ -250,9 +367,12 @@ class Batcher:
                     # The model is idle and nothing could join a batch (unbatched, on OS threads): this request
                     # is a batch of one at once, with no queue entry and no yield (see ``_run_alone``).
                     st.leading = alone = True
-                    self._count_batch(st, 1)
+                    st.batches += 1  # what _count_batch(st, 1) does, inline on the busiest path
+                    st.inferred += 1
+                    if st.max_batch_size_seen == 0:
+                        st.max_batch_size_seen = 1
                 else:
-                    item = _Item(data, deadline, now)
+                    item = _Item(data, deadline, _monotonic())
                     if st.leading:
                         item.event = threading.Event()
                         st.queue.append(item)
@@ -261,7 +381,6 @@ class Batcher:
                         st.leading = item.lead = True
                         st.queue.append(item)
         if full:
-            self._reject("queue_full")
             raise ServiceUnavailable(
                 f"Too many requests queued for this model (limit {self._max_queue}); retry later.",
                 headers={"Retry-After": "1"},
@@ -279,52 +398,51 @@ class Batcher:
                 self._lead(st, item, from_idle=False)
         return self._outcome(st, item)
 
-    def _run_alone(self, st: _State, data: Any, deadline: float | None) -> Any:
+    def _run_alone(self, st: _State, data: Any, deadline: float | None) -> Answer:
         """What ``_lead`` and ``_run`` do for a batch of one formed at submit, without an item in a queue.
 
         A second path on purpose: it makes the queue step about three times cheaper for every request that
         finds an unbatched model idle, the common case on OS-thread servers (docs/benchmarks.md). It shares
-        the counters (``_count_batch``, ``_late``), the observer call and the error translation
-        (``_error_for``) with the general path, and like it hands over to whoever queued meanwhile.
+        the counters (``_late``), the answer's shape and the error translation (``_error_for``) with the
+        general path, and like it hands over to whoever queued meanwhile.
         """
-        failed = False
+        error: MestError | None = None
+        result: Any = None
+        failed = True
+        started = _perf_counter()
         try:
-            if self._observer is not None:
-                self._observer.batch_started(1, _NO_WAIT)
             result = self._infer(data)
-        except BaseException as exc:
-            failed = True
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: let them propagate
-            raise _error_for(exc) from exc
-        finally:
+            failed = False
+        except Exception as exc:
+            error = _error_for(exc)
+        finally:  # KeyboardInterrupt, SystemExit propagate, and the model is handed over all the same
+            seconds = _perf_counter() - started
             with st.lock:
                 if failed:
                     st.failed_batches += 1
-                self._hand_over(st)
-        if deadline is not None:
-            self._late(st, deadline)
-        return result
+                if st.queue:
+                    self._hand_over(st)
+                else:
+                    st.leading = False
+        if deadline is not None and self._late(st, deadline):
+            error = GatewayTimeout(_TIMEOUT_MESSAGE)
+        return Answer(result, error, 1, _NO_WAIT, seconds)
 
     @staticmethod
-    def _late(st: _State, deadline: float) -> None:
+    def _late(st: _State, deadline: float) -> bool:
         """Answered, but after the deadline (typically the request whose thread ran a slow model): the contract
-        is "answered in time, or 504", whoever ran the model."""
-        if time.monotonic() > deadline:
+        is "answered in time, or 504", whoever ran the model. Counts it."""
+        if _monotonic() > deadline:
             with st.lock:
                 st.expired_late += 1
-            raise GatewayTimeout(_TIMEOUT_MESSAGE)
-
-    def _reject(self, reason: str, count: int = 1) -> None:
-        if self._observer is not None:
-            for _ in range(count):
-                self._observer.rejected(reason)
+            return True
+        return False
 
     def _follow(self, st: _State, item: _Item) -> None:
         """Wait until the item is answered, expires, or is handed leadership."""
         event = item.event
         assert event is not None
-        timeout = None if item.deadline is None else max(0.0, item.deadline - time.monotonic())
+        timeout = None if item.deadline is None else max(0.0, item.deadline - _monotonic())
         try:
             answered = event.wait(timeout)
         except BaseException:
@@ -340,22 +458,22 @@ class Batcher:
             raise
         if answered:
             return
-        expired_queued = False
         with st.lock:
             if item.lead or item.state == _DONE:
                 return
             if item.state == _QUEUED:
                 st.queue.remove(item)
                 st.expired_queued += 1
-                expired_queued = True
             elif item.state == _RUNNING:
                 st.expired_late += 1
             item.state = _EXPIRED
-        if expired_queued:
-            self._reject("timeout")
 
     def _lead(self, st: _State, own: _Item, *, from_idle: bool) -> None:
-        """Run batches until our own item is answered, then hand leadership over."""
+        """Run batches until our own item is answered, then hand leadership over.
+
+        Our own item is the oldest queued one (the queue was empty when we took the lead from idle, and a
+        hand-over goes to the oldest), so the first batch we run holds it: ``own.ran`` describes that batch.
+        """
         try:
             looked_at = -1
             if from_idle and st.yield_on_lead:
@@ -371,11 +489,9 @@ class Batcher:
                 with st.lock:
                     if own.state in (_DONE, _EXPIRED):
                         return
-                    batch, expired = self._take_batch(st, own, looked_at)
-                if expired:
-                    self._reject("timeout", expired)
+                    batch = self._take_batch(st, own, looked_at)
                 if batch:
-                    self._run(st, batch)
+                    self._run(st, batch, own)
         finally:
             with st.lock:
                 if own.state == _QUEUED:  # leaving on an exception: never strand our own item
@@ -395,40 +511,35 @@ class Batcher:
             st.leading = False
 
     @staticmethod
-    def _expire_due(st: _State, now: float) -> int:
-        """Drop queued items whose deadline passed (answered 504, they never reach the model); return how
-        many. Called under the lock; the caller reports them after releasing it."""
+    def _expire_due(st: _State, now: float) -> None:
+        """Drop queued items whose deadline passed (answered 504, they never reach the model). Called under the
+        lock."""
         if not st.deadlines or not any(it.deadline is not None and it.deadline <= now for it in st.queue):
-            return 0
+            return
         keep: deque[_Item] = deque()
-        expired = 0
         for it in st.queue:
             if it.deadline is not None and it.deadline <= now:
                 it.state = _EXPIRED
-                expired += 1
+                st.expired_queued += 1
                 if it.event is not None:
                     it.event.set()
             else:
                 keep.append(it)
         st.queue = keep
-        st.expired_queued += expired
-        return expired
 
-    def _take_batch(self, st: _State, own: _Item, looked_at: int) -> tuple[list[_Item], int]:
-        """Form the next batch (called and returning under the lock): the batch (``[]`` if our own item
-        expired) and how many queued requests expired meanwhile.
+    def _take_batch(self, st: _State, own: _Item, looked_at: int) -> list[_Item]:
+        """Form the next batch (called and returning under the lock); ``[]`` if our own item expired.
 
         The adaptive policy of the module docstring: wait for announced requests, otherwise look once more
         for requests the process already received, dispatch when a look brings nobody; never hold the oldest
         request past ``max_batch_delay``.
         """
         limit = self._max_batch_size  # looked_at: st.submitted when we last yielded (-1: not yet)
-        expired = 0
         while True:
-            now = time.monotonic()
-            expired += self._expire_due(st, now)
+            now = _monotonic()
+            self._expire_due(st, now)
             if own.state == _EXPIRED:
-                return [], expired
+                return []
             queue = st.queue
             if len(queue) >= limit:
                 break
@@ -448,11 +559,13 @@ class Batcher:
                 st.yield_now()
             finally:
                 st.lock.acquire()
-        batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        size = min(limit, len(queue))
+        batch = [queue.popleft() for _ in range(size)]
         for it in batch:
             it.state = _RUNNING
-        self._count_batch(st, len(batch))
-        return batch, expired
+            it.batch_size = size
+        self._count_batch(st, size)
+        return batch
 
     @staticmethod
     def _count_batch(st: _State, size: int) -> None:
@@ -474,19 +587,22 @@ class Batcher:
             )
         return results  # type: ignore[no-any-return]
 
-    def _run(self, st: _State, batch: list[_Item]) -> None:
-        if self._observer is not None:
-            started = time.monotonic()
-            self._observer.batch_started(len(batch), [started - it.enqueued_at for it in batch])
+    def _run(self, st: _State, batch: list[_Item], own: _Item) -> None:
+        now = _monotonic()
+        waits = [now - it.enqueued_at for it in batch]
+        depth = len(st.queue)  # read without the lock: a gauge's value, and len() of a deque is atomic
+        started = _perf_counter()
         try:
             results = self._call_infer(batch)
         except BaseException as exc:
+            own.ran = (waits, _perf_counter() - started, depth)
             for it in batch:
                 it.error = _error_for(exc)
             self._finish(st, batch, failed=True)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt, SystemExit, gevent's GreenletExit: let them propagate
             return
+        own.ran = (waits, _perf_counter() - started, depth)
         for it, result in zip(batch, results, strict=True):
             it.result = result
         self._finish(st, batch, failed=False)
@@ -502,14 +618,16 @@ class Batcher:
                 if it.event is not None:
                     it.event.set()
 
-    def _outcome(self, st: _State, item: _Item) -> Any:
-        if item.state == _EXPIRED:
-            raise GatewayTimeout(_TIMEOUT_MESSAGE)
-        if item.deadline is not None:
-            self._late(st, item.deadline)
-        if item.error is not None:
-            raise item.error
-        return item.result
+    def _outcome(self, st: _State, item: _Item) -> Answer:
+        if item.state == _EXPIRED and not item.batch_size:
+            raise GatewayTimeout(_TIMEOUT_MESSAGE)  # never reached the model
+        error = item.error
+        if item.state == _EXPIRED or (item.deadline is not None and self._late(st, item.deadline)):
+            error = GatewayTimeout(_TIMEOUT_MESSAGE)  # its batch ran, but it was not answered in time
+        ran = item.ran
+        if ran is None:
+            return Answer(item.result if error is None else None, error, item.batch_size)
+        return Answer(item.result if error is None else None, error, item.batch_size, *ran)
 
 
 def _error_for(exc: BaseException) -> MestError:

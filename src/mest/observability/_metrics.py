@@ -21,7 +21,6 @@ from ._prometheus_fast import setter_of as _setter_of
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ..pipeline import Pipeline
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -120,10 +119,11 @@ class EndpointMetrics:
     (the docs page's files, say) add no series.
     """
 
-    def __init__(self, metrics: Metrics, method: str | None, route: str | None) -> None:
+    def __init__(self, metrics: Metrics, method: str | None, route: str | None, model: str | None = None) -> None:
         self._metrics = metrics
         self.method = method
         self.route = route
+        self.model = model
         self._pid: int | None = None
         self._children: dict[Any, Any] = {}
         self._labels: tuple[str, str, str] = ("", UNMATCHED_ROUTE, "")
@@ -135,8 +135,7 @@ class EndpointMetrics:
         assert families is not None, "Metrics.bind() runs before the first request of a process"
         self._children = {}
         if self.route is not None:
-            model = self._metrics.model_of(self.route)
-            self._labels = (model or "", self.route, self.method or "")
+            self._labels = (self.model or "", self.route, self.method or "")
             in_flight = families.in_flight.labels(*self._labels)
             self._in_flight_add = _adder_of(in_flight)
             self._observe = _observer_of(families.duration.labels(*self._labels))
@@ -182,37 +181,53 @@ class EndpointMetrics:
 
 
 class ModelMetrics:
-    """One registered model's metrics: the pipeline's stage observer, and the batcher's observer.
+    """One registered model's metrics: the pipeline's stage observer (:class:`mest.pipeline.StageObserver`)
+    and its stream observer (:class:`mest.streaming.StreamObserver`).
 
-    Implements :class:`mest.pipeline.StageObserver` itself; :attr:`batch_observer` implements
-    :class:`mest.batching.BatchObserver`.
+    Args:
+        metrics: The app's metrics.
+        name: The model's name.
+        version: Its version, if any.
+        batched: Whether its batches can hold more than one request (only then are batch sizes observed).
+        queue_depth: Requests waiting in its queue right now, read before a scrape.
     """
 
-    def __init__(self, metrics: Metrics, name: str, version: str | None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        name: str,
+        version: str | None,
+        *,
+        batched: bool = False,
+        queue_depth: Callable[[], int] | None = None,
+    ) -> None:
         self._metrics = metrics
         self.name = name
         self.version = version or ""
-        self.pipeline: Pipeline | None = None
-        self.batch_observer = _BatchObserver(self)
+        self._batched = batched
+        self._read_depth = queue_depth
         self._stages: dict[str, Callable[[float], None]] = {}
-        self._batch_size: Callable[[float], None] = _noop
+        self._batch_size: Callable[[float], None] | None = None
         self._queue_wait: Callable[[float], None] = _noop
+        self._infer: Callable[[float], None] = _noop
         self._queue_depth: Callable[[float], None] = _noop
         self._depth_shown = -1
         self._rejections: dict[str, Callable[[], None]] = {}
         self._failures: dict[str, Callable[[], None]] = {}
         self._last_inference: Callable[[float], None] = _noop
         self._families: _Families | None = None
+        # Readiness reported before this process's metrics were bound (setup ran before the first request):
+        # (pid, ready), shown when they are.
+        self._early_ready: tuple[int, bool] | None = None
 
     def _bind(self, families: _Families) -> None:
         labels = (self.name, self.version)
         self._families = families
         self._stages = {stage: _observer_of(families.stage.labels(*labels, stage)) for stage in STAGES}
         self._queue_wait = self._stages["queue_wait"]
-        pipeline = self.pipeline
-        batched = pipeline is not None and pipeline.config.max_batch_size > 1
+        self._infer = self._stages["infer"]
         # An unbatched model's batches all have size 1: observing that would cost every request for nothing.
-        self._batch_size = _observer_of(families.batch_size.labels(*labels)) if batched else _noop
+        self._batch_size = _observer_of(families.batch_size.labels(*labels)) if self._batched else None
         self._queue_depth = families.queue_depth.labels(*labels).set
         self._last_inference = _setter_of(families.last_inference.labels(*labels))
         self._failures = {}
@@ -220,8 +235,9 @@ class ModelMetrics:
         self._show_depth(0)
         self._rejections = {}
         # Readiness is reported only by processes that ran the setup (a fresh worker has not loaded the model).
-        if pipeline is not None and (pipeline.is_ready or pipeline.setup_error is not None):
-            self.setup_finished(pipeline.is_ready)
+        early = self._early_ready
+        if early is not None and early[0] == PROCESS.pid:
+            self.setup_finished(early[1])
 
     def _bound(self) -> bool:
         if self._metrics.pid != PROCESS.pid:
@@ -231,11 +247,28 @@ class ModelMetrics:
     # -- StageObserver ----------------------------------------------------------------------------------
 
     def stage_finished(self, stage: str, seconds: float) -> None:
-        """``pre_process``, ``infer`` (per batch) or ``post_process`` took ``seconds``."""
+        """``pre_process`` or ``post_process`` took ``seconds``."""
         observe = self._stages.get(stage)
         if observe is None or self._metrics.pid != PROCESS.pid:
             return
         observe(seconds)
+
+    def batch_ran(self, size: int, queue_waits: Sequence[float], infer_seconds: float, queue_depth: int) -> None:
+        """A batch ran: its size, each request's queue wait, ``infer``'s time and the depth it left behind.
+
+        The queue depth is written here (only when it changed), so a busy worker's gauge lags by at most one
+        batch; the worker answering a scrape refreshes its own first."""
+        if self._metrics.pid != PROCESS.pid:
+            return
+        if self._batch_size is not None:
+            self._batch_size(size)
+        self._infer(infer_seconds)
+        self._last_inference(time.time() - infer_seconds)  # when the batch started
+        observe = self._queue_wait
+        for wait in queue_waits:
+            observe(wait)
+        if queue_depth != self._depth_shown:
+            self._show_depth(queue_depth)
 
     def rejected(self, reason: str) -> None:
         """A request was refused before the model answered it (``timeout``, ``not_ready``, ``queue_full``)."""
@@ -264,6 +297,8 @@ class ModelMetrics:
         if self._bound():
             assert self._families is not None
             self._families.ready.labels(self.name, self.version).set(1 if ready else 0)
+        else:
+            self._early_ready = (PROCESS.pid, ready)
 
     # -- StreamObserver ---------------------------------------------------------------------------------
 
@@ -285,49 +320,18 @@ class ModelMetrics:
             assert self._families is not None
             self._families.streams.labels(self.name, self.version, outcome).inc()
 
-    # -- from the batcher ------------------------------------------------------------------------------
-
-    def batch_started(self, size: int, queue_waits: Sequence[float]) -> None:
-        """A batch left the queue. The queue depth is written here (only when it changed), so a busy worker's
-        gauge lags by at most one batch; the worker answering a scrape refreshes its own first."""
-        if self._metrics.pid != PROCESS.pid:
-            return
-        self._batch_size(size)
-        self._last_inference(time.time())
-        observe = self._queue_wait
-        for wait in queue_waits:
-            observe(wait)
-        pipeline = self.pipeline
-        if pipeline is not None:
-            self._show_depth(pipeline.batcher.queue_depth)
+    # -- scrapes -----------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Bring this process's gauges up to date (before a scrape)."""
-        if self.pipeline is not None and self._bound():
-            self._show_depth(self.pipeline.batcher.queue_depth)
+        if self._read_depth is not None and self._bound():
+            self._show_depth(self._read_depth())
 
     def _show_depth(self, depth: int) -> None:
         # Written only when it changes: an idle or lightly loaded model (depth 0) costs nothing per request.
         if depth != self._depth_shown:
             self._depth_shown = depth
             self._queue_depth(depth)
-
-
-class _BatchObserver:
-    """What the batcher reports. Its ``timeout`` rejections are left out: the pipeline counts every 504 once,
-    including those the batcher never sees (a deadline passed during ``pre_process``)."""
-
-    __slots__ = ("_model",)
-
-    def __init__(self, model: ModelMetrics) -> None:
-        self._model = model
-
-    def batch_started(self, size: int, queue_waits: Sequence[float]) -> None:
-        self._model.batch_started(size, queue_waits)
-
-    def rejected(self, reason: str) -> None:
-        if reason != "timeout":
-            self._model.rejected(reason)
 
 
 def _noop(_: float) -> None:
@@ -338,11 +342,9 @@ class Metrics:
     """Every metric of one app, bound per process; renders ``/metrics``.
 
     Args:
-        model_of: The app's look-up from a route to the name of the model it serves.
     """
 
-    def __init__(self, model_of: Callable[[str], str | None]) -> None:
-        self.model_of = model_of
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: list[ModelMetrics] = []
         self.pid: int | None = None
@@ -350,13 +352,15 @@ class Metrics:
         self._registry: CollectorRegistry | None = None
         self._directory: _multiprocess.MultiprocessDir | None = None
 
-    def endpoint(self, method: str | None, route: str | None) -> EndpointMetrics:
+    def endpoint(self, method: str | None, route: str | None, model: str | None = None) -> EndpointMetrics:
         """The metrics of a new endpoint (``route=None``: the not-found fallback)."""
-        return EndpointMetrics(self, method, route)
+        return EndpointMetrics(self, method, route, model)
 
-    def model(self, name: str, version: str | None) -> ModelMetrics:
-        """The metrics of a newly registered model; set its ``pipeline`` once the pipeline exists."""
-        model = ModelMetrics(self, name, version)
+    def model(
+        self, name: str, version: str | None, *, batched: bool = False, queue_depth: Callable[[], int] | None = None
+    ) -> ModelMetrics:
+        """The metrics of a newly registered model (arguments as :class:`ModelMetrics`)."""
+        model = ModelMetrics(self, name, version, batched=batched, queue_depth=queue_depth)
         with self._lock:
             self._models.append(model)
             if self.families is not None and self.pid == PROCESS.pid:

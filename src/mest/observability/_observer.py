@@ -24,14 +24,12 @@ __all__ = ["EndpointObserver", "Observability"]
 _INFO = logging.INFO
 _MODEL_LINE = "%s %s %d %.2fms model=%s batch=%s request_id=%s"
 _LINE = "%s %s %d %.2fms request_id=%s"
-_UNRESOLVED = object()
 
 
 class Observability:
     """Metrics and access logs of one app; the app asks it for one observer per endpoint and per model.
 
     Args:
-        model_of: The app's look-up from a route to the name of the model it serves.
         metrics: Collect metrics (the app serves them when its ``metrics_path`` is set).
         access_log: Log one line per request to the ``mest.access`` logger.
         log_format: ``"text"`` or ``"json"``, for the handler Mest installs when logging is not configured.
@@ -40,29 +38,41 @@ class Observability:
 
     def __init__(
         self,
-        model_of: Callable[[str], str | None],
         *,
         metrics: bool = True,
         access_log: bool = True,
         log_format: LogFormat = "text",
         log_bodies: bool = False,
     ) -> None:
-        self.model_of = model_of
-        self.metrics = Metrics(model_of) if metrics else None
+        self.metrics = Metrics() if metrics else None
         self.access_log = access_log
         self.log_format = log_format
         self.log_bodies = log_bodies
         self.pid: int | None = None
 
-    def endpoint(self, method: str | None, route: str | None) -> EndpointObserver | None:
-        """The observer of an endpoint (``route=None``: the not-found fallback); ``None`` if nothing to do."""
+    def endpoint(
+        self, method: str | None, route: str | None, model: str | None = None
+    ) -> EndpointObserver | None:
+        """The observer of an endpoint (``route=None``: the not-found fallback) of ``model``, if it belongs to
+        one; ``None`` if there is nothing to do."""
         if self.metrics is None and not self.access_log:
             return None
-        return EndpointObserver(self, method, route)
+        return EndpointObserver(self, method, route, model)
 
-    def model(self, name: str, version: str | None) -> ModelMetrics | None:
-        """The stage and batch observer of a model; ``None`` when metrics are off."""
-        return self.metrics.model(name, version) if self.metrics is not None else None
+    def model(
+        self, name: str, version: str | None, *, batched: bool = False, queue_depth: Callable[[], int] | None = None
+    ) -> ModelMetrics | None:
+        """The stage and stream observer of a model; ``None`` when metrics are off.
+
+        Args:
+            name: The model's name.
+            version: Its version, if any.
+            batched: Whether its batches can hold more than one request.
+            queue_depth: Requests waiting in its queue right now (read before a scrape).
+        """
+        if self.metrics is None:
+            return None
+        return self.metrics.model(name, version, batched=batched, queue_depth=queue_depth)
 
     def process_started(self) -> None:
         """Prepare this process (logging handler, metric children); runs on each process's first request."""
@@ -83,14 +93,14 @@ class EndpointObserver:
 
     __slots__ = ("_metrics", "_model", "_obs", "method", "route")
 
-    def __init__(self, obs: Observability, method: str | None, route: str | None) -> None:
+    def __init__(self, obs: Observability, method: str | None, route: str | None, model: str | None) -> None:
         self._obs = obs
         self.method = method
         self.route = route
         self._metrics: EndpointMetrics | None = (
-            obs.metrics.endpoint(method, route) if obs.metrics is not None else None
+            obs.metrics.endpoint(method, route, model) if obs.metrics is not None else None
         )
-        self._model: object = _UNRESOLVED
+        self._model = model
 
     def begin(self) -> None:
         """A request arrived."""
@@ -113,19 +123,13 @@ class EndpointObserver:
         if self._obs.access_log and access_logger.isEnabledFor(_INFO):
             self._log(req, status, seconds)
 
-    def _model_name(self) -> str | None:
-        model = self._model
-        if model is _UNRESOLVED:
-            model = self._model = self._obs.model_of(self.route) if self.route is not None else None
-        return model  # type: ignore[return-value]
-
     def _log(self, req: Request, status: int, seconds: float) -> None:
         if self.route is None:
             method, route = safe_text(req.method, 32), safe_text(req.path)
         else:
             method, route = self.method or req.method, self.route
         latency_ms = seconds * 1000.0
-        model = self._model_name()
+        model = self._model
         batch = req.context.get("batch_size")
         request_id = req.request_id
         args: tuple[object, ...]

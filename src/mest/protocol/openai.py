@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..api import Request, Response
+from ..batching import Arrival
 from ..codecs import json, sse
 from ..endpoints import Endpoint, Responder
 from ..errors import BadRequest, MestError, NotFound
@@ -299,31 +300,25 @@ def _embed_all(pipeline: Pipeline, inputs: list[str], req: Request) -> list[Any]
     results: list[Any] = [None] * len(inputs)
     errors: list[BaseException] = []
     wave = max(1, pipeline.config.max_batch_size)
-    batcher = pipeline.batcher
 
-    def run(index: int) -> None:
+    def run(index: int, arrival: Arrival) -> None:
         try:
-            results[index] = pipeline.predict(inputs[index], req, announced=True)
+            results[index] = pipeline.predict(inputs[index], req, arrival=arrival)
         except BaseException as exc:  # re-raised in the request's own thread
             errors.append(exc)
 
     for start in range(0, len(inputs), wave):
         indexes = range(start, min(start + wave, len(inputs)))
-        for _ in indexes:
-            batcher.announce()
-        helpers: list[threading.Thread] = []
-        try:
+        # Leaving the block withdraws whatever of the wave did not reach the queue (a helper not started).
+        with pipeline.batcher.arrival(len(indexes)) as arrival:
+            helpers: list[threading.Thread] = []
             for index in indexes[1:]:
-                helper = threading.Thread(target=run, args=(index,), daemon=True)
+                helper = threading.Thread(target=run, args=(index, arrival), daemon=True)
                 helper.start()
                 helpers.append(helper)
-        except BaseException:
-            for _ in range(len(indexes) - len(helpers)):  # the unstarted ones, this thread's own included
-                batcher.withdraw()
-            raise
-        run(start)
-        for helper in helpers:
-            helper.join()
+            run(start, arrival)
+            for helper in helpers:
+                helper.join()
         if errors:
             raise errors[0]
     return results
