@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from time import perf_counter
 
-from ._connection import DRAIN_SECONDS, drain_limit
+from ._connection import CLOSE, DRAIN_SECONDS, drain_limit
 from .api import Request, Response
 from .codecs.body import encode_body
 from .endpoints import Endpoint, Responder
@@ -32,7 +32,7 @@ def _complete(req: Request, response: Response, after: After | None, drain_bytes
     """What every answer gets once its responder is done: the unread body drained (or the connection closed,
     so an early answer reaches the client), CORS headers, the request id, and no body for HEAD."""
     if not req.finish_body(drain_bytes, DRAIN_SECONDS):
-        response.headers.append(("Connection", "close"))
+        response.headers.append(CLOSE)
     if after is not None:
         after(req, response)
     response.headers.append(("X-Request-ID", req.request_id))

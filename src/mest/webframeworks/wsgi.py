@@ -6,6 +6,7 @@ falcon) and is the shortest example of an adapter to copy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -43,6 +44,7 @@ class EnvironHeaders(Headers):
         self._environ = environ
 
     @staticmethod
+    @functools.lru_cache(maxsize=256)  # the few names code asks for, each request: computed once
     def _key(name: str) -> str:
         key = name.upper().replace("-", "_")
         return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
