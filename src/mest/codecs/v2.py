@@ -134,7 +134,9 @@ def decode_request(
                 f"Inference-Header-Content-Length is {header_length}, but the body has {len(body)} bytes."
             )
         header, binary = body[:header_length], memoryview(body)[header_length:]
-    doc = json.loads(header)
+    doc, numbers = json.loads_numbers(header)
+    if numbers is not None:
+        doc = _place_numbers(doc, numbers)
     if not isinstance(doc, dict):
         raise BadRequest("The inference request must be a JSON object.")
     request_id = doc.get("id")
@@ -153,6 +155,43 @@ def decode_request(
         parameters=parameters,
         outputs=requested,
         binary_output=binary_output,
+    )
+
+
+def _place_numbers(doc: Any, numbers: json.NumberLists) -> Any:
+    """Each input's flat ``data`` that was parsed into an array becomes that array; every other list of
+    numbers goes back to what the body says (the parameters, a shape, nested rows)."""
+    entries = doc.get("inputs") if isinstance(doc, dict) else None
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict):
+                _place_data(entry, numbers)
+    return numbers.restore(doc)
+
+
+def _place_data(entry: dict[str, Any], numbers: json.NumberLists) -> None:
+    datatype: Any = entry.get("datatype")
+    integer = isinstance(datatype, str) and datatype in DATATYPES and DATATYPES[datatype].kind in "iu"
+    data: Any = entry.get("data")
+    array = numbers.take(data, exact_integers=integer)
+    if array is not None:
+        entry["data"] = array
+    elif _rows_of_numbers(data, datatype, numbers, integer):
+        entry["data"] = _NumberRows(numbers.take_all(data))
+
+
+class _NumberRows(list[np.ndarray[Any, Any]]):
+    """JSON ``data`` given as rows (``[[...], [...]]``), each a long list parsed into an array."""
+
+
+def _rows_of_numbers(data: Any, datatype: Any, numbers: json.NumberLists, integer: bool) -> bool:
+    """Whether ``data`` is rows that were all parsed into arrays (BYTES keeps orjson's path: its errors
+    for rows of numbers are numpy's object-array rules)."""
+    return (
+        datatype != "BYTES"
+        and type(data) is list
+        and len(data) > 1
+        and all(numbers.can_take(row, exact_integers=integer) for row in data)
     )
 
 
@@ -290,6 +329,13 @@ def _check_layout(name: str, shape: tuple[int, ...], count: int, data: Any) -> N
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
     """An input given as JSON ``data``, nested or flat, in row-major order."""
     count = element_count(shape)
+    if isinstance(data, _NumberRows):
+        _check_rows(name, shape, data)
+        if count == 0:  # as for lists: the shape has no elements, whatever the rows hold
+            return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
+        data = _joined_rows(name, data)
+    if isinstance(data, np.ndarray):
+        return _from_number_array(name, datatype, shape, count, data)
     _check_layout(name, shape, count, data)
     if count == 0:
         return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
@@ -315,6 +361,37 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     if count == 0:
         return _reshape(name, np.empty(0, dtype=_native(datatype)), shape)
     return _reshape(name, _cast_numbers(name, datatype, data, raw), shape)
+
+
+def _check_rows(name: str, shape: tuple[int, ...], rows: _NumberRows) -> None:
+    """What :func:`_check_layout` checks of the same rows given as lists: the first two dimensions."""
+    for depth, sizes in enumerate(([len(rows)], [len(row) for row in rows])[: len(shape)]):
+        if any(size != shape[depth] for size in sizes):
+            raise BadRequest(
+                f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers matching shape "
+                f"{list(shape)} (dimension {depth} should have {shape[depth]} items)."
+            )
+        if not shape[depth]:
+            return
+
+
+def _joined_rows(name: str, rows: _NumberRows) -> np.ndarray[Any, Any]:
+    """Rows of parsed numbers as one flat array; ragged rows refused as numpy refuses them as lists."""
+    if len({len(row) for row in rows}) != 1:
+        raise BadRequest(f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers.")
+    return np.concatenate(rows)
+
+
+def _from_number_array(
+    name: str, datatype: str, shape: tuple[int, ...], count: int, raw: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """Flat JSON ``data`` that :func:`mest.codecs.json.loads_numbers` parsed into an int64 or float64 array:
+    the same checks and conversions, and messages, as the same list parsed by orjson."""
+    if len(raw) != count:
+        raise _count_mismatch(name, shape, count, len(raw))
+    if datatype == "BYTES":
+        raise BadRequest(f"Input {_q(name)}: BYTES data must be a list of strings.")
+    return _reshape(name, _cast_numbers(name, datatype, raw, raw), shape)
 
 
 def _cast_numbers(name: str, datatype: str, data: Any, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
