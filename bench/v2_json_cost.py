@@ -5,14 +5,18 @@ in this process: the wall time of one untraced decode, and the peak memory ``tra
 second (numpy reports its buffers to it), as a multiple of the body's size. Run it on two checkouts to compare
 codecs (the argument is only a label for the table). The baseline, measured in the same run, is a
 binary-extension tensor of the same size. The cases are the issue's: empty rows with shape ``[k, 0]``, 2.6
-million rows against a smaller shape (a 400), and INT64 values written as ``1.0``.
+million rows against a smaller shape (a 400), and INT64 values written as ``1.0``; then the other shapes of
+numeric data: the shortest integers, float32 values as Python writes them (``json.dumps``, as tritonclient
+sends them), ``NaN`` tokens, long rows, and short rows of four numbers (which stay on orjson's path).
 
-    python bench/v2_json_cost.py
+    python bench/v2_json_cost.py            # this tree
+    PYTHONPATH=OTHER/src python bench/v2_json_cost.py OTHER   # another checkout's codec, for before/after
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import time
 import tracemalloc
@@ -37,6 +41,18 @@ def cases() -> list[tuple[str, bytes, dict[str, str] | None]]:
     mismatch = _doc("FP32", [1000, 1], [[1]] * many)
     ints = TARGET // 4  # "1.0,"
     as_floats = _doc("INT64", [ints], [1.0] * ints)
+    digits = TARGET // 2  # "1,"
+    short_ints = _doc("INT8", [digits], [1] * digits)
+    reprs = np.random.default_rng(0).standard_normal(TARGET // 21).astype(np.float32).tolist()  # "-0.123..., "
+    tritonclient = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [len(reprs)], "data": reprs}]}
+    ).encode()
+    nans = TARGET // 4  # "NaN,"
+    nan_body = _doc("FP32", [nans], [float("nan")] * nans).replace(b"null", b"NaN")
+    columns = TARGET // 4 // 8
+    long_rows = _doc("FP32", [8, columns], [[1.0] * columns] * 8)
+    row_count = TARGET // 18  # "[1.0,2.0,3.0,4.0],"
+    short_rows = _doc("FP32", [row_count, 4], [[1.0, 2.0, 3.0, 4.0]] * row_count)
     binary = np.ones(TARGET // 4, dtype=np.float32).tobytes()
     header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [TARGET // 4],
                                        "parameters": {"binary_data_size": len(binary)}}]})
@@ -45,6 +61,11 @@ def cases() -> list[tuple[str, bytes, dict[str, str] | None]]:
         ("empty rows, shape [k, 0]", empty, None),
         ("2.6 M rows against shape [1000, 1] (400)", mismatch, None),
         ("INT64 written as 1.0", as_floats, None),
+        ("INT8 written as 1", short_ints, None),
+        ("FP32 as json.dumps writes it (tritonclient)", tritonclient, None),
+        ("FP32 NaN tokens", nan_body, None),
+        ("FP32 rows, shape [8, k]", long_rows, None),
+        ("FP32 rows, shape [k, 4]", short_rows, None),
     ]
 
 

@@ -1,84 +1,58 @@
-"""Parse the long flat lists of numbers in a JSON body with numpy, and the rest with orjson.
+"""Parse the long lists of numbers in a JSON body straight into numpy arrays, and the rest with orjson.
 
 Why: orjson builds one Python float (24 bytes, and 8 for its pointer) for each number of ``1.0,`` (4 bytes),
-so a 9 MiB V2 body of floats cost 20 times its size in memory before Mest saw it. Here each long bracketed
-list of plain numbers is found in the raw bytes, checked against JSON's number grammar (numpy's own text
-parsing is lenient: ``+1``, ``01``, ``.5``, ``1.`` and ``inf`` would pass it), parsed by numpy into one array
-(8 bytes per number, no Python object per element), and replaced in the text by a one-element list holding a
-marker string; orjson then parses what is left.
+and numpy then copies them, so a 9 MiB V2 body of floats cost 20 times its size in memory before Mest saw
+it. Here each long bracketed list of numbers (flat, or rectangular rows of them) is found in the raw bytes,
+parsed a chunk at a time by orjson into one preallocated array (so only one chunk's Python numbers exist at
+once), and replaced in the text by a one-element list holding a marker string; orjson then parses what is
+left, which is small.
 
 Why this cannot change what a body means:
 
-* A list is replaced only if all of it is valid JSON numbers (or the tokens ``NaN``, ``Infinity`` and
-  ``-Infinity``), so a malformed list stays in the text and orjson reports it as before.
+* orjson itself parses every number (strictly, as for the whole body; Python's parser for a chunk holding
+  ``NaN`` or an infinity, as :func:`mest.codecs.json.loads` does), and a list is replaced only if all of it
+  parsed, with the separators of a rectangular array; anything else stays in the text for orjson to report.
 * The marker holds a random nonce, so no string a client sends can pass for one.
 * A list that is really inside a string (``"[1,2,3]"``) is recognised by counting the quotes before it;
   should that count ever be wrong, the replacement text closes the string and is followed by a backslash,
   which JSON never allows outside a string: orjson fails and the caller parses the original body instead.
-* Integers are parsed as int64 only when they have at most 15 digits (so exactly); a list of integers with
-  more digits, or with a number too large for a double (which orjson refuses), is left to orjson, and so is
-  a list of floats with a long run of digits when an integer datatype needs it (:class:`Parsed`).
+* A list of integers is an int64 array only if every one fits (else orjson's path decides, as before); in a
+  list of floats, an integer of 16 or more digits is rounded to a double, which the caller is told
+  (:class:`Parsed`), since for an integer datatype orjson's path keeps it exact.
 """
 
 from __future__ import annotations
 
+import itertools
+import json as _stdlib_json
 import secrets
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
-__all__ = ["MIN_SPAN_BYTES", "Parsed", "find_spans", "new_marker", "parse_span"]
+__all__ = ["MIN_SPAN_BYTES", "Parsed", "find_spans", "has_long_digits", "new_marker", "parse_span"]
 
 #: Lists of numbers shorter than this (in bytes of text) are left to orjson: they cost little anyway.
 MIN_SPAN_BYTES = 2048
 _BLOCK = MIN_SPAN_BYTES // 2  # a run of MIN_SPAN_BYTES holds at least one whole aligned block
 
-# Character classes of the number grammar, as byte values (``bytes.translate`` maps text to them in C).
-_BAD, _DIGIT, _ZERO, _COMMA, _MINUS, _PLUS, _DOT, _EXP, _TOKEN = range(9)
-_CLASS_TABLE = bytearray(256)
-for _char, _class in {
-    **dict.fromkeys(b"123456789", _DIGIT),
-    ord("0"): _ZERO,
-    ord(","): _COMMA,
-    ord("-"): _MINUS,
-    ord("+"): _PLUS,
-    ord("."): _DOT,
-    ord("e"): _EXP,
-    ord("E"): _EXP,
-    ord("T"): _TOKEN,  # NaN, Infinity and -Infinity, each replaced by T before classifying
-}.items():
-    _CLASS_TABLE[_char] = _class
-_CLASSES = bytes(_CLASS_TABLE)
-_DIGITS = (_DIGIT, _ZERO)
-_ALLOWED_AFTER = {  # class: the classes it may follow
-    _DIGIT: (_COMMA, _MINUS, _PLUS, _DOT, _EXP, *_DIGITS),
-    _ZERO: (_COMMA, _MINUS, _PLUS, _DOT, _EXP, *_DIGITS),
-    _COMMA: (*_DIGITS, _TOKEN),
-    _MINUS: (_COMMA, _EXP),
-    _PLUS: (_EXP,),
-    _DOT: _DIGITS,
-    _EXP: _DIGITS,
-    _TOKEN: (_COMMA,),
-}
-#: Each class after a class it may follow, as the byte ``previous << 4 | current``.
-_PAIRS = bytes(_prev << 4 | _cur for _cur, _prevs in _ALLOWED_AFTER.items() for _prev in _prevs)
-_FIRST = bytes(_class for _class, _prevs in _ALLOWED_AFTER.items() if _COMMA in _prevs)
-_LAST = bytes(_ALLOWED_AFTER[_COMMA])
-#: A 0 that starts an integer part followed by a digit (a leading zero), after a comma or at the start.
-_LEADING_ZEROS = [bytes((*prefix, _ZERO, digit)) for prefix in ((_COMMA,), (_COMMA, _MINUS)) for digit in _DIGITS]
-_ZERO_THEN_DIGIT = [bytes((_ZERO, digit)) for digit in _DIGITS]
-#: Among the dots, exponents and commas of the text in order: a second dot or exponent in one number.
-_MARKS_ONLY = bytes((_DIGIT, _ZERO, _MINUS, _PLUS, _TOKEN))
-_TWICE = [bytes((_DOT, _DOT)), bytes((_EXP, _DOT)), bytes((_EXP, _EXP))]
-_DIGITS_ONE = bytes.maketrans(bytes((_ZERO,)), bytes((_DIGIT,)))
-_LONG_INTEGER = bytes((_DIGIT,)) * 16  # beyond 15 digits an integer may not be exact in a double
+#: How much of a list orjson parses at a time: its Python floats for this much text are the transient cost.
+_CHUNK_BYTES = 1 << 13
+#: Digits as ``d``, everything else as a comma: a run of 16 ``d`` is a number with 16 digits in a row.
+_DIGIT_RUNS = bytes(ord("d") if chr(char).isdigit() and char < 128 else ord(",") for char in range(256))
+_LONG_INTEGER = b"d" * 16  # beyond 15 digits an integer may not be exact in a double
 
 #: Bytes that can occur in a list of numbers (brackets excluded): where candidate runs are looked for.
 _NUMERIC_TABLE = bytearray(256)
-for _char in b"0123456789,-+.eE \t\r\nNaIfinty":
+for _char in b"0123456789,-+.eE \t\r\nNaIfinty[]":
     _NUMERIC_TABLE[_char] = 1
 _NUMERIC = bytes(_NUMERIC_TABLE)
+_NUMBER_BYTES = b"0123456789-+.eENaIfinty"
 _WHITESPACE = b" \t\r\n"
+_TRAILING = b" \t\r\n,"
+_OPENING = b"[ \t\r\n"
+_CLOSING = b"] \t\r\n"
 
 
 def new_marker() -> str:
@@ -87,8 +61,9 @@ def new_marker() -> str:
 
 
 def find_spans(raw: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of the inside of each bracketed run of number-like bytes of at least
-    :data:`MIN_SPAN_BYTES` that is outside every string (as far as counting quotes tells; see above)."""
+    """``(start, end)`` of the inside of each bracketed run of number-like bytes and brackets (a flat or
+    nested list of numbers, once :func:`parse_span` has checked it) of at least :data:`MIN_SPAN_BYTES`, that
+    is outside every string (as far as counting quotes tells; see above)."""
     numeric = np.frombuffer(raw.translate(_NUMERIC), dtype=np.bool_)
     whole = len(raw) // _BLOCK * _BLOCK
     full = np.flatnonzero(numeric[:whole].reshape(-1, _BLOCK).all(axis=1))
@@ -103,15 +78,17 @@ def find_spans(raw: bytes) -> list[tuple[int, int]]:
         index += 1
         start = _run_start(numeric, first * _BLOCK)
         end = _run_end(numeric, (last + 1) * _BLOCK)
+        while start < end and raw[start] in _WHITESPACE:
+            start += 1
+        while end > start and raw[end - 1] in _TRAILING:
+            end -= 1
         if (
             end - start >= MIN_SPAN_BYTES
-            and start > 0
-            and raw[start - 1] == ord("[")
-            and end < len(raw)
-            and raw[end] == ord("]")
+            and raw[start] == ord("[")
+            and raw[end - 1] == ord("]")
             and quotes.outside_string(start)
         ):
-            spans.append((start, end))
+            spans.append((start + 1, end - 1))
     return spans
 
 
@@ -167,81 +144,106 @@ class _QuoteCounter:
 
 
 class Parsed(NamedTuple):
-    """A list's numbers, and whether every integer in it is exactly what the text says.
+    """A list's numbers, and whether they are floats.
 
-    ``exact`` is false for floats among which a run of 16 or more digits occurs: an integer such as
-    ``12345678901234567`` among them was rounded to a double, which matters only for an integer datatype
-    (orjson keeps it a Python ``int``): such a list is then left to orjson.
+    Among floats, an integer of 16 or more digits (``12345678901234567``) was rounded to a double, which
+    matters only for an integer datatype (orjson's path keeps it an exact Python ``int``): ask
+    :func:`has_long_digits` of the list's text before using such an array for one.
     """
 
     values: np.ndarray[Any, Any]
-    exact: bool
+    floats: bool
+
+
+def has_long_digits(text: bytes) -> bool:
+    """Whether ``text`` holds 16 or more digits in a row (one C pass and one search)."""
+    return _LONG_INTEGER in text.translate(_DIGIT_RUNS)
 
 
 def parse_span(text: bytes) -> Parsed | None:
-    """The numbers of a list's inside (``1.0, 2, NaN``) as int64 (all integers) or float64; ``None`` when it
-    is not strictly a list of JSON numbers, or is one that only orjson can parse exactly (see above)."""
-    if b"T" in text:
+    """The numbers of a list's inside (``1.0, 2, NaN``, or rows: ``[1, 2], [3, 4]``) as an int64 (all
+    integers) or float64 array of the list's shape; ``None`` when it is not a rectangular list of JSON
+    numbers, or is one that only orjson's own path parses exactly (see above)."""
+    compact = text.strip(_WHITESPACE)
+    if compact.startswith(b"["):
+        return _parse_nested(compact)
+    if b"[" in compact or b"]" in compact:
         return None
-    compact = _without_whitespace(text) if _has_whitespace(text) else text
-    if compact is None:
-        return None
-    has_tokens = b"N" in compact or b"I" in compact
-    tokens = compact
-    if has_tokens:
-        tokens = compact.replace(b"-Infinity", b"T").replace(b"Infinity", b"T").replace(b"NaN", b"T")
-    classes = tokens.translate(_CLASSES)
-    if not _grammatical(classes):
-        return None
-    long_digits = _LONG_INTEGER in classes.translate(_DIGITS_ONE)
-    del classes
-    integers = not has_tokens and b"." not in compact and b"e" not in compact and b"E" not in compact
-    if integers and long_digits:
-        return None  # may not fit int64, nor a double exactly
-    values = np.fromstring(compact, dtype=np.int64 if integers else np.float64, sep=",")
-    if len(values) != tokens.count(b",") + 1:
-        return None
-    if not integers and not has_tokens and not bool(np.isfinite(values).all()):
-        return None  # 1e400: orjson refuses it, and so must this path
-    return Parsed(values, not long_digits)
+    return _parse_flat(compact)
 
 
-def _has_whitespace(text: bytes) -> bool:
-    return any(char in text for char in (b" ", b"\n", b"\t", b"\r"))
+def _parse_nested(compact: bytes) -> Parsed | None:
+    """Rows (of rows...) of numbers: the separators between numbers (``,``, ``],[``, ``]],[[``...) must be
+    those of a rectangular array, checked by building them from the shape the first rows imply."""
+    start, end = 0, len(compact)
+    while start < end and compact[start] in _OPENING:
+        start += 1
+    while end > start and compact[end - 1] in _CLOSING:
+        end -= 1
+    depth = compact.count(b"[", 0, start)
+    if compact.count(b"]", end) != depth:
+        return None
+    inner = compact[start:end]
+    separators = inner.translate(None, _NUMBER_BYTES + _WHITESPACE)
+    for brackets in range(depth, 0, -1):
+        separators = separators.replace(b"]" * brackets + b"," + b"[" * brackets, bytes((brackets,)))
+    separators = separators.replace(b",", b"\x00")
+    if b"[" in separators or b"]" in separators:
+        return None
+    levels = np.frombuffer(separators, dtype=np.uint8)
+    total = len(levels) + 1
+    strides = [1]
+    for level in range(1, depth + 1):
+        found = np.flatnonzero(levels >= level)
+        strides.append(int(found[0]) + 1 if len(found) else total)
+    strides.append(total)
+    if any(outer % inner_ for inner_, outer in itertools.pairwise(strides)):
+        return None
+    expected = np.zeros(len(levels), dtype=np.uint8)
+    for level in range(1, depth + 1):
+        expected[strides[level] - 1 :: strides[level]] = level
+    if not np.array_equal(levels, expected):
+        return None
+    del levels, expected, separators
+    parsed = _parse_flat(inner.translate(None, b"[]"))
+    if parsed is None or len(parsed.values) != total:
+        return None
+    shape = [outer // inner_ for inner_, outer in itertools.pairwise(strides)][::-1]
+    return Parsed(parsed.values.reshape(shape), parsed.floats)
 
 
-def _without_whitespace(text: bytes) -> bytes | None:
-    """``text`` without the whitespace JSON allows in a list (around commas, at the ends); ``None`` if there
-    is other whitespace (``1 2``), or runs too long to strip quickly (orjson then reads the list: whitespace
-    costs it nothing)."""
-    compact = text.strip(_WHITESPACE).replace(b", ", b",")  # Python's json.dumps writes ", "
-    for _ in range(16):
-        if not _has_whitespace(compact):
-            return compact
-        before = len(compact)
-        for char in (b" ", b"\n", b"\t", b"\r"):
-            compact = compact.replace(b"," + char, b",").replace(char + b",", b",")
-        if len(compact) == before:
+def _parse_flat(text: bytes) -> Parsed | None:
+    """Numbers separated by commas, parsed by orjson a chunk at a time (so it, not a lenient parser, says
+    what a JSON number is) into one preallocated array: the Python numbers of one chunk are all that exist
+    at once. ``NaN`` and the infinities go through Python's parser, as in :func:`mest.codecs.json.loads`."""
+    floats = any(mark in text for mark in (b".", b"e", b"E", b"N", b"I"))
+    values = np.empty(text.count(b",") + 1, dtype=np.float64 if floats else np.int64)
+    position = filled = 0
+    while position < len(text):
+        cut = text.find(b",", position + _CHUNK_BYTES)
+        cut = len(text) if cut < 0 else cut
+        items = _load_chunk(b"[" + text[position:cut] + b"]")
+        if items is None or filled + len(items) > len(values):
             return None
-    return None
+        try:
+            values[filled : filled + len(items)] = np.fromiter(items, dtype=values.dtype, count=len(items))
+        except (OverflowError, TypeError, ValueError):  # an integer beyond int64: orjson's path decides
+            return None
+        filled += len(items)
+        position = cut + 1
+    if filled != len(values):
+        return None
+    return Parsed(values, floats)
 
 
-def _grammatical(classes: bytes) -> bool:
-    """Whether a text (as its byte classes) is numbers (``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``)
-    or ``T`` separated by commas: each class against the one before it in one numpy pass, the rest as
-    substring searches (all in C, a few bytes of memory per byte of text)."""
-    if not classes or bytes((_BAD,)) in classes or classes[0] not in _FIRST or classes[-1] not in _LAST:
-        return False
-    codes = np.frombuffer(classes, dtype=np.uint8)
-    pairs = codes[:-1] << 4
-    pairs |= codes[1:]
-    if pairs.tobytes().translate(None, _PAIRS):  # what is left is a pair that may not be
-        return False
-    del codes, pairs
-    padded = bytes((_COMMA,)) + classes[:3]
-    if any(zeros in classes for zeros in _ZERO_THEN_DIGIT) and any(  # the second test only if it can be true
-        zeros in classes or padded.startswith(zeros) for zeros in _LEADING_ZEROS
-    ):
-        return False
-    marks = classes.translate(None, _MARKS_ONLY)
-    return not any(twice in marks for twice in _TWICE)
+def _load_chunk(chunk: bytes) -> list[Any] | None:
+    try:
+        items = orjson.loads(chunk)
+    except orjson.JSONDecodeError:
+        if b"N" not in chunk and b"I" not in chunk:
+            return None
+        try:
+            items = _stdlib_json.loads(chunk)
+        except ValueError:
+            return None
+    return items if type(items) is list else None

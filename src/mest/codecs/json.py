@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from ..errors import BadRequest
-from ._number_spans import Parsed, find_spans, new_marker, parse_span
+from ._number_spans import Parsed, find_spans, has_long_digits, new_marker, parse_span
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -137,17 +137,18 @@ class NumberLists:
     def can_take(self, value: Any, *, exact_integers: bool = False) -> bool:
         """Whether :meth:`take` would give an array for ``value``."""
         index = self._index(value)
-        return index is not None and (self._arrays[index].exact or not exact_integers)
+        if index is None:
+            return False
+        if not exact_integers or not self._arrays[index].floats:
+            return True
+        start, end = self._spans[index]
+        return not has_long_digits(self._raw[start:end])
 
     def take(self, value: Any, *, exact_integers: bool = False) -> np.ndarray[Any, Any] | None:
         """The array ``value`` stands for (int64 or float64, flat), or ``None`` if it stands for none, or if
         ``exact_integers`` is asked for and a long integer among floats may have been rounded
         (:class:`mest.codecs._number_spans.Parsed`): the list is then restored as orjson parses it."""
         return self._pop(value) if self.can_take(value, exact_integers=exact_integers) else None
-
-    def take_all(self, values: list[Any]) -> list[np.ndarray[Any, Any]]:
-        """The arrays ``values`` stand for, each of which :meth:`can_take` (rows of a tensor)."""
-        return [self._pop(value) for value in values]
 
     def _pop(self, value: Any) -> np.ndarray[Any, Any]:
         index = self._index(value)

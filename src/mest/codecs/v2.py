@@ -171,28 +171,12 @@ def _place_numbers(doc: Any, numbers: json.NumberLists) -> Any:
 
 def _place_data(entry: dict[str, Any], numbers: json.NumberLists) -> None:
     datatype: Any = entry.get("datatype")
+    if datatype == "BYTES":  # numbers are an error for BYTES, whose message numpy's object arrays decide
+        return
     integer = isinstance(datatype, str) and datatype in DATATYPES and DATATYPES[datatype].kind in "iu"
-    data: Any = entry.get("data")
-    array = numbers.take(data, exact_integers=integer)
+    array = numbers.take(entry.get("data"), exact_integers=integer)
     if array is not None:
         entry["data"] = array
-    elif _rows_of_numbers(data, datatype, numbers, integer):
-        entry["data"] = _NumberRows(numbers.take_all(data))
-
-
-class _NumberRows(list[np.ndarray[Any, Any]]):
-    """JSON ``data`` given as rows (``[[...], [...]]``), each a long list parsed into an array."""
-
-
-def _rows_of_numbers(data: Any, datatype: Any, numbers: json.NumberLists, integer: bool) -> bool:
-    """Whether ``data`` is rows that were all parsed into arrays (BYTES keeps orjson's path: its errors
-    for rows of numbers are numpy's object-array rules)."""
-    return (
-        datatype != "BYTES"
-        and type(data) is list
-        and len(data) > 1
-        and all(numbers.can_take(row, exact_integers=integer) for row in data)
-    )
 
 
 def _decode_inputs(
@@ -329,11 +313,6 @@ def _check_layout(name: str, shape: tuple[int, ...], count: int, data: Any) -> N
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
     """An input given as JSON ``data``, nested or flat, in row-major order."""
     count = element_count(shape)
-    if isinstance(data, _NumberRows):
-        _check_rows(name, shape, data)
-        if count == 0:  # as for lists: the shape has no elements, whatever the rows hold
-            return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
-        data = _joined_rows(name, data)
     if isinstance(data, np.ndarray):
         return _from_number_array(name, datatype, shape, count, data)
     _check_layout(name, shape, count, data)
@@ -363,34 +342,27 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     return _reshape(name, _cast_numbers(name, datatype, data, raw), shape)
 
 
-def _check_rows(name: str, shape: tuple[int, ...], rows: _NumberRows) -> None:
-    """What :func:`_check_layout` checks of the same rows given as lists: the first two dimensions."""
-    for depth, sizes in enumerate(([len(rows)], [len(row) for row in rows])[: len(shape)]):
-        if any(size != shape[depth] for size in sizes):
-            raise BadRequest(
-                f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers matching shape "
-                f"{list(shape)} (dimension {depth} should have {shape[depth]} items)."
-            )
-        if not shape[depth]:
-            return
-
-
-def _joined_rows(name: str, rows: _NumberRows) -> np.ndarray[Any, Any]:
-    """Rows of parsed numbers as one flat array; ragged rows refused as numpy refuses them as lists."""
-    if len({len(row) for row in rows}) != 1:
-        raise BadRequest(f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers.")
-    return np.concatenate(rows)
-
-
 def _from_number_array(
     name: str, datatype: str, shape: tuple[int, ...], count: int, raw: np.ndarray[Any, Any]
 ) -> np.ndarray[Any, Any]:
-    """Flat JSON ``data`` that :func:`mest.codecs.json.loads_numbers` parsed into an int64 or float64 array:
-    the same checks and conversions, and messages, as the same list parsed by orjson."""
-    if len(raw) != count:
+    """JSON ``data`` that :func:`mest.codecs.json.loads_numbers` parsed into an int64 or float64 array (of
+    the rectangular nesting the body had): the same checks, conversions and messages as the same lists
+    parsed by orjson get from :func:`_check_layout` and :func:`_from_json`."""
+    if raw.ndim == 1 and len(raw) != count:
         raise _count_mismatch(name, shape, count, len(raw))
-    if datatype == "BYTES":
-        raise BadRequest(f"Input {_q(name)}: BYTES data must be a list of strings.")
+    for depth, size in enumerate(shape[: raw.ndim] if raw.ndim > 1 else ()):
+        if raw.shape[depth] != size:
+            raise BadRequest(
+                f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers matching shape "
+                f"{list(shape)} (dimension {depth} should have {size} items)."
+            )
+        if not size:
+            break
+    if count == 0:  # as for lists: the shape has no elements, whatever the rows hold
+        return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
+    if raw.size != count:
+        raise _count_mismatch(name, shape, count, raw.size)
+    raw = raw.reshape(-1)
     return _reshape(name, _cast_numbers(name, datatype, raw, raw), shape)
 
 
