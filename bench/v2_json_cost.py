@@ -19,6 +19,7 @@ import gc
 import json
 import sys
 import time
+import timeit
 import tracemalloc
 
 import numpy as np
@@ -94,6 +95,23 @@ def measure(body: bytes, headers: dict[str, str] | None) -> tuple[float, float, 
     return peak / len(body), elapsed, outcome
 
 
+def speed_cases() -> list[tuple[str, bytes]]:
+    """Bodies of everyday sizes: decode time, to show the small-request path is not slower."""
+    small = _doc("FP32", [1, 4], [[5.1, 3.5, 1.4, 0.2]])
+    out = [("iris row, [1, 4] (the hot path)", small)]
+    for count in (4_000, 40_000):
+        reprs = np.random.default_rng(0).standard_normal(count).astype(np.float32).tolist()
+        out.append((f"{count} FP32 floats as json.dumps writes them", json.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [count], "data": reprs}]}).encode()))
+    return out
+
+
+def decode_time(body: bytes) -> float:
+    """Best of five: seconds per decode."""
+    number = max(1, 200_000 // len(body))
+    return min(timeit.repeat(lambda: decode_request(body), number=number, repeat=5)) / number
+
+
 def main() -> None:
     print(f"`python bench/v2_json_cost.py` ({'codec of ' + sys.argv[1] if len(sys.argv) > 1 else 'this tree'})")
     print("| body | size MiB | peak memory / body size | time s | outcome |")
@@ -101,6 +119,11 @@ def main() -> None:
     for name, body, headers in cases():
         ratio, elapsed, outcome = measure(body, headers)
         print(f"| {name} | {len(body) / 2**20:.1f} | {ratio:.1f} | {elapsed:.2f} | {outcome} |", flush=True)
+    print()
+    print("| body | size KiB | decode us |")
+    print("| --- | --- | --- |")
+    for name, body in speed_cases():
+        print(f"| {name} | {len(body) / 1024:.1f} | {decode_time(body) * 1e6:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
