@@ -289,3 +289,14 @@ def test_peak_memory_of_short_rows_is_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert peak < mest_json.MAX_PARSED_RATIO * len(body)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[" + b"1.0, " * N + b" " * 100_000 + b"]", b"[ \n" + b" " * 100_000 + b"1.0" + b",1.0" * N + b"]",
+     b"[" + b" " * 100_000 + b"]", b"[" + b"[" * 40 + b"1.0," * N + b"1.0" + b"]" * 40 + b"]",
+     b"[" + b"[ " * 3000 + b"1.0," * N + b"1.0" + b" ]" * 3000 + b"]"],
+)
+def test_padding_and_depth_beyond_any_tensor(text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    for shape in ([N + 1], [1] * 41 + [N + 1]):
+        _both(_body("FP32", shape, text), monkeypatch)

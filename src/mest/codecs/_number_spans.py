@@ -52,6 +52,8 @@ _NUMBER_BYTES = b"0123456789-+.eENaIfinty"
 _WHITESPACE = b" \t\r\n"
 _TRAILING = b" \t\r\n,"
 _OPENING = b"[ \t\r\n"
+_MAX_DEPTH = 32  # nesting levels inside the outer list: the separator check costs one pass per level
+_MAX_PREFIX = 4096  # bytes of brackets and whitespace before the first number
 _CLOSING = b"] \t\r\n"
 
 
@@ -78,10 +80,7 @@ def find_spans(raw: bytes) -> list[tuple[int, int]]:
         index += 1
         start = _run_start(numeric, first * _BLOCK)
         end = _run_end(numeric, (last + 1) * _BLOCK)
-        while start < end and raw[start] in _WHITESPACE:
-            start += 1
-        while end > start and raw[end - 1] in _TRAILING:
-            end -= 1
+        start, end = _trimmed(raw, start, end)
         if (
             end - start >= MIN_SPAN_BYTES
             and raw[start] == ord("[")
@@ -90,6 +89,16 @@ def find_spans(raw: bytes) -> list[tuple[int, int]]:
         ):
             spans.append((start + 1, end - 1))
     return spans
+
+
+def _trimmed(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """A run without its leading whitespace and trailing whitespace and commas (``[1, 2], `` is a list)."""
+    if raw[start] in _WHITESPACE or raw[end - 1] in _TRAILING:
+        segment = raw[start:end]
+        start, end = start + len(segment) - len(segment.lstrip(_WHITESPACE)), end - len(segment) + len(
+            segment.rstrip(_TRAILING)
+        )
+    return start, end
 
 
 def _run_start(numeric: np.ndarray[Any, Any], at: int) -> int:
@@ -176,13 +185,13 @@ def _parse_nested(compact: bytes) -> Parsed | None:
     """Rows (of rows...) of numbers: the separators between numbers (``,``, ``],[``, ``]],[[``...) must be
     those of a rectangular array, checked by building them from the shape the first rows imply."""
     start, end = 0, len(compact)
-    while start < end and compact[start] in _OPENING:
+    while start < min(end, _MAX_PREFIX) and compact[start] in _OPENING:
         start += 1
-    while end > start and compact[end - 1] in _CLOSING:
+    while end > max(start, len(compact) - _MAX_PREFIX) and compact[end - 1] in _CLOSING:
         end -= 1
     depth = compact.count(b"[", 0, start)
-    if compact.count(b"]", end) != depth:
-        return None
+    if start >= _MAX_PREFIX or depth > _MAX_DEPTH or compact.count(b"]", end) != depth:
+        return None  # deeper than any tensor (or padded oddly): orjson's path decides, at no extra cost
     inner = compact[start:end]
     separators = inner.translate(None, _NUMBER_BYTES + _WHITESPACE)
     for brackets in range(depth, 0, -1):

@@ -102,6 +102,11 @@ def loads(data: bytes | str) -> Any:
             (:func:`check_parse_cost`).
     """
     check_parse_cost(data)
+    return _loads_checked(data)
+
+
+def _loads_checked(data: bytes | str) -> Any:
+    """:func:`loads` once :func:`check_parse_cost` has passed."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -116,7 +121,7 @@ def loads(data: bytes | str) -> Any:
 
 
 class NumberLists:
-    """The long flat lists of numbers :func:`loads_numbers` parsed into numpy arrays.
+    """The long lists of numbers :func:`loads_numbers` parsed into numpy arrays.
 
     In the parsed document each such list is a one-element list holding a marker string: :meth:`take` turns
     one into its array where the caller wants arrays, and :meth:`restore` turns every other one back into the
@@ -182,8 +187,9 @@ def _marker_json(marker: str, index: int) -> bytes:
 
 
 def loads_numbers(data: bytes) -> tuple[Any, NumberLists | None]:
-    """Like :func:`loads`, but a large body's long flat lists of numbers are parsed by numpy (about 8 bytes
-    per number instead of 32: a 9 MiB list of ``1.0`` cost 20 times its size through orjson alone).
+    """Like :func:`loads`, but a large body's long lists of numbers (flat, or rectangular rows) are parsed
+    into numpy arrays (8 bytes per number instead of 32: a 9 MiB list of ``1.0`` cost 20 times its size
+    through orjson alone; see :mod:`mest.codecs._number_spans`).
 
     Returns:
         The document, and the lists parsed into arrays (``None`` when there were none): see
@@ -192,8 +198,8 @@ def loads_numbers(data: bytes) -> tuple[Any, NumberLists | None]:
     Raises:
         BadRequest: As :func:`loads`, with the same messages.
     """
-    if len(data) < _SHAPE_CHECK_FROM:
-        return loads(data), None
+    if len(data) < _SHAPE_CHECK_FROM:  # check_parse_cost passes such a body without looking
+        return _loads_checked(data), None
     check_parse_cost(data)
     marker = new_marker()
     view = memoryview(data)
@@ -210,7 +216,7 @@ def loads_numbers(data: bytes) -> tuple[Any, NumberLists | None]:
         kept.append((start, end))
         position = end
     if not arrays:
-        return loads(data), None
+        return _loads_checked(data), None
     pieces.append(view[position:])
     rest = b"".join(pieces)
     try:
@@ -221,7 +227,7 @@ def loads_numbers(data: bytes) -> tuple[Any, NumberLists | None]:
         except (ValueError, RecursionError):
             doc = None
         if doc is None:  # the body is malformed (or a list was inside a string): parse it as it is
-            return loads(data), None
+            return _loads_checked(data), None
     return doc, NumberLists(data, marker, arrays, kept)
 
 
