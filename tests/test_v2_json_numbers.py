@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
+from mest.codecs import _json_numbers
 from mest.codecs import json as mest_json
 from mest.codecs.v2 import InferenceRequest, decode_request
 from mest.errors import BadRequest
@@ -55,7 +56,7 @@ def _same(new: tuple[str, Any], old: tuple[str, Any]) -> None:
 def _both(body: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, Any], tuple[str, Any]]:
     new = _outcome(body)
     with monkeypatch.context() as patch:
-        patch.setattr(mest_json, "find_spans", lambda raw: [])
+        patch.setattr(_json_numbers, "find_spans", lambda raw: [])
         old = _outcome(body)
     _same(new, old)
     return new, old
@@ -63,7 +64,7 @@ def _both(body: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, Any]
 
 def _taken(body: bytes) -> int:
     """How many lists the numpy path takes out of ``body``."""
-    _, numbers = mest_json.loads_numbers(body)
+    _, numbers = _json_numbers.loads_numbers(body)
     return 0 if numbers is None else len(numbers._spans)
 
 

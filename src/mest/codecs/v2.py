@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import BadRequest, InferenceError
 from ..tensors import BF16_HINT, DATATYPES, MAX_DIMS, TensorSpec, datatype_of, dtype_of, element_count
 from . import json
+from ._json_numbers import NumberLists, loads_numbers
 
 __all__ = [
     "InferenceRequest",
@@ -134,7 +135,7 @@ def decode_request(
                 f"Inference-Header-Content-Length is {header_length}, but the body has {len(body)} bytes."
             )
         header, binary = body[:header_length], memoryview(body)[header_length:]
-    doc, numbers = json.loads_numbers(header)
+    doc, numbers = loads_numbers(header)
     if numbers is not None:
         doc = _place_numbers(doc, numbers)
     if not isinstance(doc, dict):
@@ -158,7 +159,7 @@ def decode_request(
     )
 
 
-def _place_numbers(doc: Any, numbers: json.NumberLists) -> Any:
+def _place_numbers(doc: Any, numbers: NumberLists) -> Any:
     """Each input's flat ``data`` that was parsed into an array becomes that array; every other list of
     numbers goes back to what the body says (the parameters, a shape, nested rows)."""
     entries = doc.get("inputs") if isinstance(doc, dict) else None
@@ -169,7 +170,7 @@ def _place_numbers(doc: Any, numbers: json.NumberLists) -> Any:
     return numbers.restore(doc)
 
 
-def _place_data(entry: dict[str, Any], numbers: json.NumberLists) -> None:
+def _place_data(entry: dict[str, Any], numbers: NumberLists) -> None:
     datatype: Any = entry.get("datatype")
     if datatype == "BYTES":  # numbers are an error for BYTES, whose message numpy's object arrays decide
         return
@@ -345,7 +346,7 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
 def _from_number_array(
     name: str, datatype: str, shape: tuple[int, ...], count: int, raw: np.ndarray[Any, Any]
 ) -> np.ndarray[Any, Any]:
-    """JSON ``data`` that :func:`mest.codecs.json.loads_numbers` parsed into an int64 or float64 array (of
+    """JSON ``data`` that :func:`mest.codecs._json_numbers.loads_numbers` parsed into an int64 or float64 array (of
     the rectangular nesting the body had): the same checks, conversions and messages as the same lists
     parsed by orjson get from :func:`_check_layout` and :func:`_from_json`."""
     if raw.ndim == 1 and len(raw) != count:
