@@ -22,15 +22,7 @@ import orjson
 
 from ..errors import BadRequest
 
-__all__ = [
-    "JSON_CONTENT_TYPE",
-    "MAX_PARSED_RATIO",
-    "check_parse_cost",
-    "dumps",
-    "has_nonfinite",
-    "is_json",
-    "loads",
-]
+__all__ = ["JSON_CONTENT_TYPE", "MAX_PARSED_RATIO", "check_parse_cost", "dumps", "has_nonfinite", "is_json", "loads"]
 
 JSON_CONTENT_TYPE = "application/json"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
