@@ -80,8 +80,8 @@ class NumberLists:
         return top[0]
 
 
-#: The marker of one list, as JSON: after the quote comes a backslash (see mest.codecs._number_spans).
 def _marker_json(marker: str, index: int) -> bytes:
+    """The marker of one list, as JSON: after the quote comes a backslash (see mest.codecs._number_spans)."""
     return b'"\\u0000' + marker[1:].encode("ascii") + str(index).encode("ascii") + b'"'
 
 

@@ -43,7 +43,7 @@ _CHUNK_BYTES = 1 << 13
 _DIGIT_RUNS = bytes(ord("d") if chr(char).isdigit() and char < 128 else ord(",") for char in range(256))
 _LONG_INTEGER = b"d" * 16  # beyond 15 digits an integer may not be exact in a double
 
-#: Bytes that can occur in a list of numbers (brackets excluded): where candidate runs are looked for.
+#: Bytes that can occur in a list of numbers, nested or not: where candidate runs are looked for.
 _NUMERIC_TABLE = bytearray(256)
 for _char in b"0123456789,-+.eE \t\r\nNaIfinty[]":
     _NUMERIC_TABLE[_char] = 1
@@ -52,9 +52,9 @@ _NUMBER_BYTES = b"0123456789-+.eENaIfinty"
 _WHITESPACE = b" \t\r\n"
 _TRAILING = b" \t\r\n,"
 _OPENING = b"[ \t\r\n"
+_CLOSING = b"] \t\r\n"
 _MAX_DEPTH = 32  # nesting levels inside the outer list: the separator check costs one pass per level
 _MAX_PREFIX = 4096  # bytes of brackets and whitespace before the first number
-_CLOSING = b"] \t\r\n"
 
 
 def new_marker() -> str:
