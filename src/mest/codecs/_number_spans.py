@@ -92,12 +92,15 @@ def find_spans(raw: bytes) -> list[tuple[int, int]]:
 
 
 def _trimmed(raw: bytes, start: int, end: int) -> tuple[int, int]:
-    """A run without its leading whitespace and trailing whitespace and commas (``[1, 2], `` is a list)."""
-    if raw[start] in _WHITESPACE or raw[end - 1] in _TRAILING:
-        segment = raw[start:end]
-        start, end = start + len(segment) - len(segment.lstrip(_WHITESPACE)), end - len(segment) + len(
-            segment.rstrip(_TRAILING)
-        )
+    """A run without its leading whitespace and trailing whitespace and commas (``[1, 2], `` is a list),
+    looking at most :data:`_MAX_PREFIX` bytes from each end (longer padding: orjson's path, where whitespace
+    costs nothing)."""
+    limit = min(end, start + _MAX_PREFIX)
+    while start < limit and raw[start] in _WHITESPACE:
+        start += 1
+    limit = max(start, end - _MAX_PREFIX)
+    while end > limit and raw[end - 1] in _TRAILING:
+        end -= 1
     return start, end
 
 
@@ -135,7 +138,7 @@ class _QuoteCounter:
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
-        self._escapes = b'\\"' in raw
+        self._escapes = b"\\" in raw and b'\\"' in raw  # a backslash at all: one memchr
         self._position = 0
         self._quotes = 0
 
