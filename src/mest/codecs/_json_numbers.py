@@ -33,6 +33,10 @@ class NumberLists:
         self._arrays: dict[int, Parsed] = dict(enumerate(parsed))
         self._spans = spans
 
+    def __len__(self) -> int:
+        """How many lists were parsed into arrays."""
+        return len(self._spans)
+
     def _index(self, value: Any) -> int | None:
         if type(value) is list and len(value) == 1 and type(value[0]) is str and value[0].startswith(self._marker):
             return int(value[0][len(self._marker) :])
