@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import BadRequest, InferenceError
 from ..tensors import BF16_HINT, DATATYPES, MAX_DIMS, TensorSpec, datatype_of, dtype_of, element_count
 from . import json
+from ._json_numbers import NumberLists, loads_numbers
 
 __all__ = [
     "InferenceRequest",
@@ -134,7 +135,9 @@ def decode_request(
                 f"Inference-Header-Content-Length is {header_length}, but the body has {len(body)} bytes."
             )
         header, binary = body[:header_length], memoryview(body)[header_length:]
-    doc = json.loads(header)
+    doc, numbers = loads_numbers(header)
+    if numbers is not None:
+        doc = _place_numbers(doc, numbers)
     if not isinstance(doc, dict):
         raise BadRequest("The inference request must be a JSON object.")
     request_id = doc.get("id")
@@ -154,6 +157,27 @@ def decode_request(
         outputs=requested,
         binary_output=binary_output,
     )
+
+
+def _place_numbers(doc: Any, numbers: NumberLists) -> Any:
+    """Each input's flat ``data`` that was parsed into an array becomes that array; every other list of
+    numbers goes back to what the body says (the parameters, a shape, nested rows)."""
+    entries = doc.get("inputs") if isinstance(doc, dict) else None
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict):
+                _place_data(entry, numbers)
+    return numbers.restore(doc)
+
+
+def _place_data(entry: dict[str, Any], numbers: NumberLists) -> None:
+    datatype: Any = entry.get("datatype")
+    if datatype == "BYTES":  # numbers are an error for BYTES, whose message numpy's object arrays decide
+        return
+    integer = isinstance(datatype, str) and datatype in DATATYPES and DATATYPES[datatype].kind in "iu"
+    array = numbers.take(entry.get("data"), exact_integers=integer)
+    if array is not None:
+        entry["data"] = array
 
 
 def _decode_inputs(
@@ -290,6 +314,8 @@ def _check_layout(name: str, shape: tuple[int, ...], count: int, data: Any) -> N
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
     """An input given as JSON ``data``, nested or flat, in row-major order."""
     count = element_count(shape)
+    if isinstance(data, np.ndarray):
+        return _from_number_array(name, datatype, shape, count, data)
     _check_layout(name, shape, count, data)
     if count == 0:
         return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
@@ -315,6 +341,30 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     if count == 0:
         return _reshape(name, np.empty(0, dtype=_native(datatype)), shape)
     return _reshape(name, _cast_numbers(name, datatype, data, raw), shape)
+
+
+def _from_number_array(
+    name: str, datatype: str, shape: tuple[int, ...], count: int, raw: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """JSON ``data`` that :func:`mest.codecs._json_numbers.loads_numbers` parsed into an int64 or float64 array (of
+    the rectangular nesting the body had): the same checks, conversions and messages as the same lists
+    parsed by orjson get from :func:`_check_layout` and :func:`_from_json`."""
+    if raw.ndim == 1 and len(raw) != count:
+        raise _count_mismatch(name, shape, count, len(raw))
+    for depth, size in enumerate(shape[: raw.ndim] if raw.ndim > 1 else ()):
+        if raw.shape[depth] != size:
+            raise BadRequest(
+                f"Input {_q(name)}: data must be a flat or rectangular nested list of numbers matching shape "
+                f"{list(shape)} (dimension {depth} should have {size} items)."
+            )
+        if not size:
+            break
+    if count == 0:  # as for lists: the shape has no elements, whatever the rows hold
+        return _reshape(name, np.empty(0, dtype=_NATIVE[datatype]), shape)
+    if raw.size != count:
+        raise _count_mismatch(name, shape, count, raw.size)
+    raw = raw.reshape(-1)
+    return _reshape(name, _cast_numbers(name, datatype, raw, raw), shape)
 
 
 def _cast_numbers(name: str, datatype: str, data: Any, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

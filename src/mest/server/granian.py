@@ -55,15 +55,20 @@ def _server_line(options: ServeOptions) -> str:
 
 
 def _http1_settings(options: ServeOptions) -> HTTP1Settings:
-    """granian's HTTP/1 settings: keep-alive on or off, and ``--body-timeout`` as its header read timeout.
+    """granian's HTTP/1 settings: keep-alive on or off, and its one client timeout, ``header_read_timeout``.
 
-    Why the header timeout: granian reads request bodies in Rust with no idle timeout Mest can set, so the
-    one client timeout it exposes is where Mest's goes (``0`` keeps granian's own 30 s; docs/cli.md).
+    Why one timeout for two flags: granian (hyper) runs that timer from the end of a response until the next
+    request head is in, so it bounds both the idle wait of a keep-alive connection and the time to send a
+    head (measured on loopback: an idle keep-alive connection closed after 3.0 s with a 3 s timeout). Mest
+    sets it to the shorter of ``--keepalive`` (so that flag takes effect, as on gunicorn) and
+    ``--body-timeout`` (granian has no body timeout Mest can set, so the head timeout stands in for it);
+    with neither, granian's own 30 s stays (docs/cli.md).
     """
-    timeout = options.body_timeout
-    if not timeout:
-        return HTTP1Settings(keep_alive=options.keepalive > 0)
-    return HTTP1Settings(keep_alive=options.keepalive > 0, header_read_timeout=max(1, round(timeout * 1000)))
+    keep_alive = options.keepalive > 0
+    timeouts = [seconds for seconds in (options.keepalive if keep_alive else 0, options.body_timeout) if seconds]
+    if not timeouts:
+        return HTTP1Settings(keep_alive=keep_alive)
+    return HTTP1Settings(keep_alive=keep_alive, header_read_timeout=max(1, round(min(timeouts) * 1000)))
 
 
 def granian_settings(options: ServeOptions, port: int) -> dict[str, Any]:
