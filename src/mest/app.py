@@ -18,7 +18,7 @@ from .api import Request, Response
 from .endpoints import Endpoint, Operation, Responder
 from .errors import MethodNotAllowed, NotFound
 from .observability import Observability, configure_logging, metrics_endpoint
-from .pipeline import HandlerConfig, Pipeline, new_queue
+from .pipeline import ModelConfig, Pipeline, new_queue
 from .predictors import PredictorBase
 from .protocol import generate, openai, v2
 from .security import AccessPolicy
@@ -164,7 +164,7 @@ class Mest:
             max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue, timeout_s=timeout_s, routes=self._routes,
             models=((p.config.name, p.config.version, p.config.route) for p in self._pipelines.values()),
         )
-        config = HandlerConfig(
+        config = ModelConfig(
             route=route,
             name=name,
             version=version,
@@ -187,7 +187,7 @@ class Mest:
         ])
         self._pipelines[route] = pipeline
 
-    def _new_pipeline(self, predictor: PredictorBase, config: HandlerConfig) -> Pipeline:
+    def _new_pipeline(self, predictor: PredictorBase, config: ModelConfig) -> Pipeline:
         """The predictor's pipeline, with the metrics observers when metrics are on. Its queue is made first:
         the metrics read the queue's depth, the pipeline hands the metrics what the queue answered."""
         queue = new_queue(predictor, config)
@@ -302,8 +302,8 @@ class Mest:
             if self._wsgi is None:
                 framework = self._framework
                 for path, methods in self._routes.items():
-                    for method, handler in methods.items():
-                        framework.add_route(method, path, handler)
+                    for method, responder in methods.items():
+                        framework.add_route(method, path, responder)
                 framework.set_fallback(self._wrapper.wrap(None, self._fallback))
                 self._wsgi = framework.wsgi_app()
             return self._wsgi

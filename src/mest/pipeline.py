@@ -35,7 +35,7 @@ from .streaming import ItemStream, StreamObserver, error_event_for, streaming_re
 if TYPE_CHECKING:
     from .codecs.schema import Schema
 
-__all__ = ["HandlerConfig", "Pipeline", "StageObserver", "is_stream", "new_queue", "read_body"]
+__all__ = ["ModelConfig", "Pipeline", "StageObserver", "is_stream", "new_queue", "read_body"]
 
 logger = logging.getLogger("mest.pipeline")
 
@@ -68,8 +68,9 @@ class StageObserver(Protocol):
 
 
 @dataclass(frozen=True)
-class HandlerConfig:
-    """How one predictor is served; filled from ``add_inference_handler``'s arguments."""
+class ModelConfig:
+    """How one registered model is served: its route, name and version, batching and time limits (from
+    ``add_inference_handler``'s arguments)."""
 
     route: str
     name: str
@@ -90,7 +91,7 @@ def is_stream(result: Any) -> bool:
     return isinstance(result, Iterator) and not isinstance(result, (str, bytes, bytearray, dict))
 
 
-def new_queue(predictor: PredictorBase, config: HandlerConfig) -> Batcher:
+def new_queue(predictor: PredictorBase, config: ModelConfig) -> Batcher:
     """The model queue in front of ``predictor.infer`` that ``config`` asks for.
 
     Made before its pipeline when something else needs it first (the app gives the metrics its depth)."""
@@ -147,7 +148,7 @@ class Pipeline:
     def __init__(
         self,
         predictor: PredictorBase,
-        config: HandlerConfig,
+        config: ModelConfig,
         *,
         queue: Batcher | None = None,
         stage_observer: StageObserver | None = None,

@@ -53,12 +53,12 @@ class WebFramework:
     :func:`mest.webframeworks.wsgi.request_from_environ` does that for any WSGI environ.
     """
 
-    def add_route(self, method: str, path: str, handler: Responder) -> None:
-        """Serve ``handler`` (a responder) for requests with this method and exact path."""
+    def add_route(self, method: str, path: str, responder: Responder) -> None:
+        """Serve ``responder`` for requests with this method and exact path."""
         raise NotImplementedError(f"{type(self).__name__}.add_route is not implemented")
 
-    def set_fallback(self, handler: Responder) -> None:
-        """Serve ``handler`` for every request no route matches (it answers 404 or 405 itself)."""
+    def set_fallback(self, responder: Responder) -> None:
+        """Serve ``responder`` for every request no route matches (it answers 404 or 405 itself)."""
         raise NotImplementedError(f"{type(self).__name__}.set_fallback is not implemented")
 
     def wsgi_app(self) -> WSGIApplication:

@@ -42,12 +42,12 @@ class _Resource:
     """One falcon resource per path; every supported method dispatches by Mest's own method table."""
 
     def __init__(self, fallback: Responder) -> None:
-        self.handlers: dict[str, Responder] = {}
+        self.responders: dict[str, Responder] = {}
         self.fallback = fallback
 
     def dispatch(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = request_from_environ(req.env, path=req.path)
-        _write(resp, self.handlers.get(request.method, self.fallback)(request))
+        _write(resp, self.responders.get(request.method, self.fallback)(request))
 
     on_get = on_head = on_post = on_put = on_patch = on_delete = on_options = dispatch
 
@@ -67,22 +67,22 @@ class FalconFramework(WebFramework):
         self._resources: dict[str, _Resource] = {}
         self._fallback: Responder | None = None
 
-    def add_route(self, method: str, path: str, handler: Responder) -> None:
+    def add_route(self, method: str, path: str, responder: Responder) -> None:
         resource = self._resources.get(path)
         if resource is None:
-            resource = self._resources[path] = _Resource(self._fallback_handler)
+            resource = self._resources[path] = _Resource(self._fallback_responder)
             self.app.add_route(path, resource)
-        resource.handlers[method.upper()] = handler
+        resource.responders[method.upper()] = responder
 
-    def _fallback_handler(self, request: Any) -> Any:
+    def _fallback_responder(self, request: Any) -> Any:
         assert self._fallback is not None, "set_fallback() must be called before serving"
         return self._fallback(request)
 
-    def set_fallback(self, handler: Responder) -> None:
-        self._fallback = handler
+    def set_fallback(self, responder: Responder) -> None:
+        self._fallback = responder
 
         def sink(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
-            _write(resp, handler(request_from_environ(req.env, path=req.path)))
+            _write(resp, responder(request_from_environ(req.env, path=req.path)))
 
         def on_falcon_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
             # falcon's own 404/405 (methods we do not map, such as TRACE): answer in Mest's JSON shape.
@@ -108,9 +108,9 @@ def _direct(resources: dict[str, _Resource], app: falcon.App[Any, Any]) -> WSGIA
         path = environ.get("PATH_INFO") or "/"
         resource = resources.get(path)
         if resource is not None and path.isascii():
-            handler = resource.handlers.get(environ.get("REQUEST_METHOD", "GET"))
-            if handler is not None:
-                return start_wsgi_response(handler(request_from_environ(environ, path=path)), start_response)
+            responder = resource.responders.get(environ.get("REQUEST_METHOD", "GET"))
+            if responder is not None:
+                return start_wsgi_response(responder(request_from_environ(environ, path=path)), start_response)
         return app(environ, start_response)
 
     return application

@@ -124,7 +124,7 @@ def start_wsgi_response(response: Response, start_response: Callable[..., Any]) 
         start_response(_status_line(response.status), headers)
         return response.body  # type: ignore[no-any-return]
     body = response.body
-    assert isinstance(body, bytes), "handlers given to adapters return rendered (bytes) bodies"
+    assert isinstance(body, bytes), "responders given to adapters return encoded (bytes) bodies"
     if not body and response.get_header("content-length") is not None:
         headers = response.headers  # an answer to HEAD: the length of the body a GET would get
     else:
@@ -141,11 +141,11 @@ class PlainWSGI(WebFramework):
         self._routes: dict[tuple[str, str], Responder] = {}
         self._fallback: Responder | None = None
 
-    def add_route(self, method: str, path: str, handler: Responder) -> None:
-        self._routes[(method.upper(), path)] = handler
+    def add_route(self, method: str, path: str, responder: Responder) -> None:
+        self._routes[(method.upper(), path)] = responder
 
-    def set_fallback(self, handler: Responder) -> None:
-        self._fallback = handler
+    def set_fallback(self, responder: Responder) -> None:
+        self._fallback = responder
 
     def wsgi_app(self) -> WSGIApplication:
         routes = self._routes
@@ -155,7 +155,7 @@ class PlainWSGI(WebFramework):
 
         def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             request = request_from_environ(environ)
-            handler = routes.get((request.method, request.path), fallback)
-            return start_wsgi_response(handler(request), start_response)
+            responder = routes.get((request.method, request.path), fallback)
+            return start_wsgi_response(responder(request), start_response)
 
         return application
