@@ -214,6 +214,12 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(launcher: s
         assert len(workers) == WORKERS
         load = Load(server.url).start()
         wait_for(lambda: len(load.ok) >= 5, 30, "the load to be served", server)
+        if launcher == "mest-granian":
+            # Each granian worker listens on its own SO_REUSEPORT socket, opened once it has started: on a busy
+            # machine one may still be starting when the first answers arrive, and killing the only listening
+            # one refuses everything until its replacement listens. Kill one only once every worker answers.
+            wait_for(lambda: {body["pid"] for body in list(load.ok.values())} >= workers, 60,
+                     "every worker to answer", server)
 
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
