@@ -108,7 +108,7 @@ class Mest:
         self._wsgi: WSGIApplication | None = None
         self._connection = ConnectionControl(self.settings.body_timeout)
         self._build_lock = threading.Lock()
-        self._openai = openai.OpenAIEndpoints(lambda: self.pipelines)
+        self._openai = openai.OpenAIEndpoints(self._registered)
         metrics = self._observability.metrics
         self._statistics = metrics.statistics if metrics is not None else None
         self._add_all(self._service_endpoints())
@@ -116,9 +116,9 @@ class Mest:
     def _service_endpoints(self) -> list[Endpoint]:
         """The endpoints of the service itself, as the settings ask: health, V2's server paths, metrics, docs."""
         settings = self.settings
-        found = _health.endpoints(settings.health_live_path, settings.health_ready_path, lambda: self.pipelines)
-        found += v2.server_endpoints(lambda: self.pipelines, self._serves, self._statistics)
-        self._not_found.append(v2.not_found(lambda: self.pipelines))
+        found = _health.endpoints(settings.health_live_path, settings.health_ready_path, self._registered)
+        found += v2.server_endpoints(self._registered, self._serves, self._statistics)
+        self._not_found.append(v2.not_found(self._registered))
         if settings.metrics_path:
             found.append(metrics_endpoint(settings.metrics_path, self._observability.serve_metrics))
         source = openapi.DocumentSource(
@@ -178,11 +178,10 @@ class Mest:
         own = Endpoint(
             "POST", route, pipeline, model=config.name, version=version, operation=_predict_operation(pipeline)
         )
-        pipelines = lambda: self.pipelines  # noqa: E731
         self._add_all([
             own,
-            *v2.model_endpoints(pipelines, pipeline, self._statistics),
-            *generate.model_endpoints(pipeline, pipelines),
+            *v2.model_endpoints(self._registered, pipeline, self._statistics),
+            *generate.model_endpoints(pipeline, self._registered),
             *self._openai.new_endpoints(pipeline),
         ])
         self._pipelines[route] = pipeline
@@ -240,6 +239,10 @@ class Mest:
 
     def _serves(self, method: str, path: str) -> bool:
         return method in self._routes.get(path, {})
+
+    def _registered(self) -> list[Pipeline]:
+        """The registrations, asked for by the providers when a request needs them (the list grows)."""
+        return list(self._pipelines.values())
 
     @property
     def pipelines(self) -> list[Pipeline]:
