@@ -156,3 +156,27 @@ def test_log_settings_are_checked() -> None:
         Mest(openapi_path=None)
     with pytest.raises(ValueError, match="metrics_path"):
         Mest(metrics_path="metrics")
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        None,  # Mest's own
+        "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",  # mest serve's
+        "%(levelname)-8s %(asctime)s %(name)s %(message)s",
+        "100%% %(asctime)s %(message)s",
+        "%(asctime)s %(process)6d %(message).10s",
+        "%(asctime)-30s %(message)s",  # a width on the time: the general path
+        "%(message)s %(asctime)s",  # another order: the general path
+        "%(created)f %(msecs)03d %(levelno)d %(message)s",
+    ],
+)
+def test_an_access_line_from_its_parts_is_what_logging_would_write(fmt: str | None) -> None:
+    import time
+
+    formatter = TextFormatter(fmt)
+    for created in (time.time(), 1_700_000_000.0, 1_700_000_000.999, 1_700_000_123.0005):
+        record = logging.LogRecord("mest.access", logging.INFO, __file__, 1, "POST /x 200 1.52ms", (), None)
+        record.created = created
+        record.msecs = int((created - int(created)) * 1000) + 0.0
+        assert formatter.access_line(created, "POST /x 200 1.52ms", None) == formatter.format(record)
