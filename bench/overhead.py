@@ -11,6 +11,7 @@ Usage::
     python bench/overhead.py                 # trivial model (isolates Mest's own cost)
     python bench/overhead.py --model iris    # the seed's LogisticRegression (needs examples/iris trained)
     python bench/overhead.py --adapters      # also: every request through falcon's router, and PlainWSGI
+    python bench/overhead.py --breakdown     # also: without the access log, without metrics, without both
     python bench/overhead.py --pipeline      # also Mest's pipeline alone (decode, stages, queue, metrics)
 
 Prints the median over repeats of µs per request for each app, and Mest's overhead in µs. ``--pipeline`` adds
@@ -52,7 +53,7 @@ def load_model(kind: str) -> Callable[[Any], Any]:
     return lambda features: constant
 
 
-def mest_app(predict: Callable[[Any], Any], web_framework: Any = None) -> Mest:
+def mest_app(predict: Callable[[Any], Any], web_framework: Any = None, **settings: Any) -> Mest:
     class Predictor(PredictorBase):
         def pre_process(self, input_data: Any, req: Any) -> Any:
             return input_data["features"]
@@ -63,7 +64,7 @@ def mest_app(predict: Callable[[Any], Any], web_framework: Any = None) -> Mest:
         def post_process(self, prediction: Any, req: Any) -> Any:
             return {"probability": prediction}
 
-    app = Mest(web_framework=web_framework)
+    app = Mest(web_framework=web_framework, **settings)
     app.add_inference_handler(Predictor(), "/api/v1/predict")
     return app
 
@@ -132,6 +133,10 @@ def main() -> None:
         "the dependency-free PlainWSGI adapter",
     )
     parser.add_argument("--pipeline", action="store_true", help="also time the pipeline alone")
+    parser.add_argument(
+        "--breakdown", action="store_true",
+        help="also Mest without its access log, without metrics, and without both (what each costs)",
+    )
     args = parser.parse_args()
     # Mest's zero-configuration handler (what a bare `gunicorn app:app` gets) writes to stderr: send it nowhere.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
@@ -144,6 +149,10 @@ def main() -> None:
 
         apps["mest-via-falcon"] = mest_app(predict, FalconFramework(falcon.App()))
         apps["mest-plain"] = mest_app(predict, PlainWSGI())
+    if args.breakdown:
+        apps["mest-no-access-log"] = mest_app(predict, access_log=False)
+        apps["mest-no-metrics"] = mest_app(predict, metrics_path=None)
+        apps["mest-neither"] = mest_app(predict, access_log=False, metrics_path=None)
     outputs = {name: b"".join(app(environ(), _start_response)) for name, app in apps.items()}
     for name in apps:
         assert orjson.loads(outputs[name]) == orjson.loads(outputs["falcon"]), outputs
